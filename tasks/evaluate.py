@@ -1,0 +1,52 @@
+"""Stage 4, evaluate: final metrics of a variant's selected checkpoint, with a larger sample count.
+
+Images: FID against the training split's cached feature statistics, Inception score and the
+class-histogram mode metrics from the feature classifier.  2D mixtures: modes covered, share of
+high-quality samples, reverse KL and FID on the points.  Writes ``metrics/<variant>.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from gan_models import checkpoint as ck
+from gan_models.training import sample
+from gan_models.variants import generator_from_checkpoint
+
+from .common import Layout, fingerprint, load_prepared, up_to_date, write_record
+from .config import Params
+from .scoring import Scorer
+
+log = logging.getLogger(__name__)
+
+
+def load_selected(layout: Layout, variant: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The selected checkpoint (hash-verified against the selection record) and that record."""
+    record_path = layout.selected_dir(variant) / "selection.json"
+    if not record_path.exists():
+        raise FileNotFoundError(f"{record_path} not found; run: python -m flows select --variant {variant}")
+    record = json.loads(record_path.read_text())
+    return ck.load_checkpoint(layout.best_checkpoint(variant), record["best_sha256"]), record
+
+
+def evaluate(params: Params, variant: str, layout: Layout = Layout()) -> dict[str, Any]:
+    prep = load_prepared(layout)
+    cfg = params.evaluate
+    ckpt, selection = load_selected(layout, variant)
+    out = layout.metrics_file(variant)
+    fp = fingerprint("evaluate", cfg.model_dump(), selection["best_sha256"], prep.data_hash)
+    if up_to_date(out, fp):
+        log.info("evaluate %s: up to date", variant)
+        return json.loads(out.read_text())
+    G, z_dim = generator_from_checkpoint(ckpt)
+    scorer = Scorer.load(layout, prep, "train")
+    scores = scorer.score(sample(G, cfg.n_samples, z_dim, cfg.seed), is_splits=cfg.is_splits)
+    record = {"fingerprint": fp, "variant": variant, "step": int(ckpt["step"]), **scores,
+              "n_samples": cfg.n_samples, "reference": f"{prep.manifest['dataset']}:train "
+              f"({prep.manifest['counts']['train']} samples)", "extractor": scorer.extractor_name,
+              "selection_metric": selection["metric"]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_record(out, record, [])
+    return json.loads(out.read_text())

@@ -1,0 +1,80 @@
+"""Stage 3, select: score every checkpoint of a variant on the held-out split, keep the best.
+
+Writes ``models/<variant>/selected/``: best.pt (a copy of the chosen checkpoint),
+selection.json (metric, every candidate's scores, the choice) and selection.png.
+A checkpoint whose samples are not finite (a diverged run) is recorded and never chosen.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from gan_models import checkpoint as ck
+from gan_models.images import score_png
+from gan_models.training import sample
+from gan_models.variants import generator_from_checkpoint
+
+from .common import Layout, fingerprint, load_prepared, up_to_date, write_record
+from .config import Params
+from .scoring import Scorer, primary_metric, sort_key
+
+log = logging.getLogger(__name__)
+
+
+def select(params: Params, variant: str, layout: Layout = Layout()) -> dict[str, Any]:
+    prep = load_prepared(layout)
+    cfg = params.select
+    train_dir = layout.train_dir(variant)
+    if not (train_dir / "run.json").exists():
+        raise FileNotFoundError(f"{train_dir} holds no finished training run; run: python -m flows train "
+                                f"--variant {variant}")
+    entries = ck.read_index(train_dir)
+    metric = primary_metric(prep.info.kind, cfg.metric)
+    out = layout.selected_dir(variant)
+    fp = fingerprint("select", cfg.model_dump(), entries, prep.data_hash)
+    if up_to_date(out / "selection.json", fp):
+        log.info("select %s: up to date", variant)
+        return _summary(out)
+
+    scorer = Scorer.load(layout, prep, "heldout")
+    candidates = []
+    for entry in entries:
+        cand: dict[str, Any] = {"step": entry["step"], "file": entry["file"], "sha256": entry["sha256"]}
+        try:
+            ckpt = ck.load_checkpoint(train_dir / entry["file"], entry["sha256"])
+            G, z_dim = generator_from_checkpoint(ckpt)
+            cand["scores"] = scorer.score(sample(G, cfg.n_samples, z_dim, cfg.seed))
+        except (ck.CheckpointError, ValueError) as e:
+            cand["invalid"] = str(e)
+            log.warning("select %s: step %d cannot be scored: %s", variant, entry["step"], e)
+        candidates.append(cand)
+    valid = [c for c in candidates if "scores" in c]
+    if not valid:
+        raise RuntimeError(f"no checkpoint of {variant} in {train_dir} can be scored (all diverged or corrupt); "
+                           "see the warnings above")
+    best = min(valid, key=lambda c: (sort_key(metric, c["scores"]), -c["step"]))
+
+    out.mkdir(parents=True, exist_ok=True)
+    ck.atomic_write_bytes(out / "best.pt", (train_dir / best["file"]).read_bytes())
+    shown = "fid" if metric == "fid" else "modes_covered"
+    shown_key = shown if prep.info.kind == "image" or shown != "fid" else "fid_points"
+    score_png(out / "selection.png", [c["step"] for c in valid],
+              [c["scores"][shown_key] for c in valid], best["step"], f"{shown_key} (held-out, {cfg.n_samples} samples)",
+              f"{variant}: checkpoint selection")
+    record = {"fingerprint": fp, "variant": variant, "metric": metric, "split": "heldout",
+              "extractor": scorer.extractor_name, "n_samples": cfg.n_samples, "seed": cfg.seed,
+              "best_step": best["step"], "best_scores": best["scores"], "best_sha256": best["sha256"],
+              "candidates": candidates}
+    write_record(out / "selection.json", record, [out / "best.pt", out / "selection.png"])
+    return _summary(out)
+
+
+def _summary(out) -> dict[str, Any]:
+    rec = json.loads((out / "selection.json").read_text())
+    return {"variant": rec["variant"], "metric": rec["metric"], "best_step": rec["best_step"],
+            "best_scores": rec["best_scores"], "n_candidates": len(rec["candidates"]),
+            "best_checkpoint": str(out / "best.pt"),
+            "scores_by_step": {c["step"]: c.get("scores", {}) for c in rec["candidates"]}}
+

@@ -1,0 +1,165 @@
+"""MLflow: one parent run per pipeline run, one child run per variant.
+
+All logging goes through ``MlflowClient`` with explicit run ids, never the thread-local active
+run, because stages run in Prefect's worker threads.  Metric names are hierarchical
+(``loss/D``, ``D/real``, ``grad_norm/G``, ``select/fid``, ``fid``) and logged with ``step=``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .common import code_version
+from .config import Params
+
+
+class TrackingError(RuntimeError):
+    """The MLflow tracking store cannot be used."""
+
+
+def tracking_uri(params: Params, root: Path = Path(".")) -> str:
+    """tracking.uri, else $MLFLOW_TRACKING_URI, else an absolute sqlite file in the project folder
+    (absolute so that DVC's temporary experiment folders write to the same store)."""
+    if params.tracking.uri:
+        return params.tracking.uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{(root / 'mlflow.db').resolve()}"
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+    return out
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "torchvision", "numpy", "scipy", "prefect", "mlflow", "dvc"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+@dataclass
+class Tracker:
+    """Run ids of one pipeline run; ``None`` client means tracking is off."""
+
+    uri: str
+    experiment_id: str
+    parent_run_id: str
+    child_run_ids: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def client(self):
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(self.uri)
+
+    @classmethod
+    def start(cls, params: Params, params_file: str, overrides: list[str], root: Path = Path(".")) -> "Tracker":
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        from mlflow.tracking import MlflowClient
+
+        uri = tracking_uri(params, root)
+        client = MlflowClient(uri)
+        try:
+            exp = client.get_experiment_by_name(params.tracking.experiment)
+            if exp is None:
+                artifacts = None
+                if uri.startswith("sqlite:///"):
+                    artifacts = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+                exp_id = client.create_experiment(params.tracking.experiment, artifact_location=artifacts)
+            else:
+                exp_id = exp.experiment_id
+        except Exception as e:  # connection refused, bad URI, locked database, ...
+            raise TrackingError(
+                f"cannot use the MLflow tracking store {uri!r}: {type(e).__name__}: {str(e).splitlines()[0][:300]}\n"
+                "Start the server or fix MLFLOW_TRACKING_URI / tracking.uri; to run without tracking use "
+                "--set tracking.enabled=false") from None
+        tags = {"code_version": code_version(), "params_file": params_file,
+                "overrides": json.dumps(overrides), "variants": ",".join(params.variant_names),
+                "mlflow.runName": f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}"}
+        parent = client.create_run(exp_id, tags=tags)
+        tracker = cls(uri, exp_id, parent.info.run_id)
+        from mlflow.entities import Param
+
+        flat = _flatten({k: v for k, v in params.to_dict().items() if k not in ("train",)})
+        flat.update(_flatten({k: v for k, v in params.to_dict()["train"].items() if k != "variants"}, "train."))
+        tracker._log_params(tracker.parent_run_id, flat, Param)
+        client.log_text(tracker.parent_run_id, json.dumps(params.to_dict(), indent=2), "resolved_params.json")
+        for v in params.variant_names:
+            run = client.create_run(exp_id, tags={
+                "mlflow.parentRunId": tracker.parent_run_id, "mlflow.runName": v, "variant": v,
+                "code_version": code_version(), "packages": json.dumps(package_versions())})
+            tracker.child_run_ids[v] = run.info.run_id
+            vflat = _flatten({"variant": v, "seed": params.seed, "steps": params.variant_steps(v),
+                              "spec": params.variant_spec(v),
+                              "train": {k: val for k, val in params.to_dict()["train"].items()
+                                        if k != "variants"}})
+            tracker._log_params(run.info.run_id, vflat, Param)
+        return tracker
+
+    def _log_params(self, run_id: str, flat: dict[str, str], Param) -> None:
+        items = [Param(k, v[:6000]) for k, v in flat.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i:i + 100])
+
+    # -- per-variant logging -----------------------------------------------------------------
+    def log_data(self, prepared: dict[str, Any]) -> None:
+        for run_id in [self.parent_run_id, *self.child_run_ids.values()]:
+            self.client.set_tag(run_id, "data_hash", prepared["content_hash"])
+            self.client.set_tag(run_id, "dataset", prepared["dataset"])
+
+    def metric_logger(self, variant: str):
+        """A callback for the training loop: logs one step's statistics in one request."""
+        from mlflow.entities import Metric
+
+        run_id, client = self.child_run_ids[variant], self.client
+
+        def log(step: int, stats: dict[str, float]) -> None:
+            ts = int(time.time() * 1000)
+            client.log_batch(run_id, metrics=[Metric(k, float(v), ts, step) for k, v in stats.items()])
+        return log
+
+    def log_metrics(self, variant: str, metrics: dict[str, float], step: int = 0, prefix: str = "") -> None:
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [Metric(prefix + k, float(v), ts, step) for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if items:
+            self.client.log_batch(self.child_run_ids[variant], metrics=items)
+
+    def log_artifact(self, variant: str | None, path: Path, artifact_path: str | None = None) -> None:
+        run_id = self.parent_run_id if variant is None else self.child_run_ids[variant]
+        if Path(path).is_dir():
+            self.client.log_artifacts(run_id, str(path), artifact_path)
+        elif Path(path).exists():
+            self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def set_tag(self, variant: str | None, key: str, value: str) -> None:
+        run_id = self.parent_run_id if variant is None else self.child_run_ids[variant]
+        self.client.set_tag(run_id, key, value)
+
+    def finish(self, variant: str | None, ok: bool, reason: str | None = None) -> None:
+        run_id = self.parent_run_id if variant is None else self.child_run_ids[variant]
+        if reason:
+            self.client.set_tag(run_id, "failure_reason", reason[:5000])
+        self.client.set_terminated(run_id, "FINISHED" if ok else "FAILED")

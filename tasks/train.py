@@ -1,0 +1,133 @@
+"""Stage 2, train: adversarial training of one variant, seeded, checkpointed and resumable.
+
+Writes ``models/<variant>/train/`` (a persistent DVC out): ``step_XXXXXXX.pt`` checkpoints and
+their ``index.json``, ``history.jsonl`` (the logged statistics), ``dynamics.png`` and, last,
+``run.json``.  Rerunning continues from the newest valid checkpoint made with the same settings;
+with nothing to do it returns at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from gan_models import checkpoint as ck
+from gan_models.images import curves_png
+from gan_models.training import Trainer
+from gan_models.variants import build
+
+from .common import Layout, code_version, fingerprint, load_prepared, resolve_device, up_to_date, write_record
+from .config import Params
+
+log = logging.getLogger(__name__)
+
+
+def train(params: Params, variant: str, layout: Layout = Layout(), *,
+          on_log: Callable[[int, dict[str, float]], None] | None = None,
+          progress: bool = True, position: int | None = None) -> dict[str, Any]:
+    prep = load_prepared(layout)
+    spec = params.variant_spec(variant)
+    steps = params.variant_steps(variant)
+    cfg = params.train
+    device = resolve_device(cfg.device)
+    out = layout.train_dir(variant)
+    # Everything that changes the weights or the set of checkpoint files; not `steps`, so a
+    # longer run continues where a shorter one stopped.
+    resume_fp = fingerprint("train", spec, cfg.batch_size, cfg.checkpoint_every, params.seed,
+                            prep.data_hash, str(device))
+    done_fp = fingerprint(resume_fp, steps)
+    if up_to_date(out / "run.json", done_fp):
+        log.info("train %s: up to date (%d steps)", variant, steps)
+        return _summary(out)
+
+    torch.manual_seed(params.seed)  # network initialisation
+    gan = build(variant, spec, prep.info)
+    trainer = Trainer(gan, torch.from_numpy(prep.train_x), batch_size=cfg.batch_size, seed=params.seed,
+                      device=device)
+    history = _resume(trainer, out, resume_fp, steps)
+    (out / "run.json").unlink(missing_ok=True)  # the record is written again only when training completes
+    out.mkdir(parents=True, exist_ok=True)
+
+    meta = {"variant": variant, "spec": spec, "fingerprint": resume_fp, "seed": params.seed,
+            "train": {"batch_size": cfg.batch_size, "steps": steps, "device": str(device)},
+            "data": {"hash": prep.data_hash, "kind": prep.info.kind, "shape": list(prep.info.shape),
+                     "n_classes": prep.info.n_classes, "dataset": prep.manifest["dataset"]},
+            "code_version": code_version()}
+
+    def logged(step: int, stats: dict[str, float]) -> None:
+        history.append({"step": step, **stats})
+        if on_log is not None:
+            on_log(step, stats)
+
+    def checkpointed(step: int, state: dict[str, Any]) -> None:
+        ck.save_checkpoint(out, step, {**state, **meta})
+        _write_history(out, history)
+
+    t0 = time.time()
+    start = trainer.step
+    trainer.run(steps, log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
+                on_log=logged, on_checkpoint=checkpointed, progress=progress, desc=variant, position=position)
+    seconds = time.time() - t0
+    curves_png(out / "dynamics.png", history, f"{variant}: training dynamics")
+    outputs = sorted(out.glob("step_*.pt")) + [out / ck.INDEX, out / "history.jsonl", out / "dynamics.png"]
+    write_record(out / "run.json", {
+        "fingerprint": done_fp, "variant": variant, "steps": steps, "resumed_from": start,
+        "seconds": round(seconds, 2), "steps_per_second": round((steps - start) / max(seconds, 1e-9), 2),
+        "final": history[-1] if history else {}, "code_version": code_version()}, outputs)
+    return _summary(out)
+
+
+def _resume(trainer: Trainer, out: Path, resume_fp: str, steps: int) -> list[dict[str, Any]]:
+    """Load the newest valid checkpoint at or before ``steps`` made with the same settings; drop
+    later ones.  Anything made with other settings is removed.  Returns the logged history."""
+    if not out.exists():
+        return []
+    try:
+        entries = ck.read_index(out)
+    except ck.CheckpointError as e:
+        log.warning("%s; starting over", e)
+        entries = []
+    found = None
+    for entry in reversed(entries):
+        if entry["step"] > steps:
+            continue
+        try:
+            ckpt = ck.load_checkpoint(out / entry["file"], entry["sha256"])
+        except ck.CheckpointError as e:
+            log.warning("skipping bad checkpoint: %s", e)
+            continue
+        if ckpt.get("fingerprint") == resume_fp:
+            found = ckpt
+        break
+    if found is None:
+        if entries or any(out.iterdir()):
+            log.info("%s: no reusable checkpoint (settings changed or none valid); starting from step 0", out)
+        shutil.rmtree(out)
+        return []
+    trainer.load_state_dict(found)
+    keep = [e for e in entries if e["step"] <= trainer.step]
+    for e in entries:
+        if e not in keep:
+            (out / e["file"]).unlink(missing_ok=True)
+    ck.atomic_write_json(out / ck.INDEX, {"format": ck.FORMAT, "checkpoints": keep})
+    history = []
+    if (out / "history.jsonl").exists():
+        history = [h for h in map(json.loads, (out / "history.jsonl").read_text().splitlines())
+                   if h["step"] <= trainer.step]
+    log.info("resuming %s from step %d", out, trainer.step)
+    return history
+
+
+def _write_history(out: Path, history: list[dict[str, Any]]) -> None:
+    ck.atomic_write_bytes(out / "history.jsonl", "".join(json.dumps(h, sort_keys=True) + "\n" for h in history).encode())
+
+
+def _summary(out: Path) -> dict[str, Any]:
+    rec = json.loads((out / "run.json").read_text())
+    return {k: rec[k] for k in ("variant", "steps", "seconds", "steps_per_second", "final")} | {"path": str(out)}

@@ -1,0 +1,81 @@
+"""Thin Prefect tasks around the stage functions, with MLflow logging of what each stage wrote.
+
+The stage functions are the same ones ``dvc.yaml`` runs through ``python -m flows <stage>``;
+these wrappers add only retries and tracking.  Prefect's default INPUTS cache policy would hash
+tensors differently in every process, so caching is left to the stages themselves: each one
+returns at once when its recorded fingerprint (settings + input hashes) and outputs match.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from . import evaluate as _evaluate
+from . import export as _export
+from . import prepare as _prepare
+from . import select as _select
+from . import train as _train
+from .common import Layout
+from .config import Params
+from .tracking import Tracker
+
+
+@task(name="prepare", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def prepare_task(params: Params, tracker: Tracker | None, layout: Layout = Layout()) -> dict[str, Any]:
+    summary = _prepare.prepare(params, layout)
+    if tracker is not None:
+        tracker.log_data(summary)
+        tracker.log_artifact(None, layout.prepared / "manifest.json", "data")
+    return summary
+
+
+@task(name="train", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE,
+      task_run_name="train-{variant}")
+def train_task(params: Params, variant: str, tracker: Tracker | None, position: int = 0,
+               layout: Layout = Layout()) -> dict[str, Any]:
+    on_log = tracker.metric_logger(variant) if tracker is not None else None
+    summary = _train.train(params, variant, layout, on_log=on_log, position=position)
+    if tracker is not None:
+        d = layout.train_dir(variant)
+        tracker.log_metrics(variant, {"train/seconds": summary["seconds"],
+                                      "train/steps_per_second": summary["steps_per_second"]})
+        tracker.log_artifact(variant, d / "dynamics.png", "training")
+        tracker.log_artifact(variant, d / "history.jsonl", "training")
+    return summary
+
+
+@task(name="select", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE,
+      task_run_name="select-{variant}")
+def select_task(params: Params, variant: str, tracker: Tracker | None, layout: Layout = Layout()) -> dict[str, Any]:
+    summary = _select.select(params, variant, layout)
+    if tracker is not None:
+        for step, scores in summary["scores_by_step"].items():
+            tracker.log_metrics(variant, scores, step=int(step), prefix="select/")
+        tracker.log_metrics(variant, {"selected_step": summary["best_step"]})
+        d = layout.selected_dir(variant)
+        for name in ("selection.json", "selection.png", "best.pt"):
+            tracker.log_artifact(variant, d / name, "selection")
+    return summary
+
+
+@task(name="evaluate", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE,
+      task_run_name="evaluate-{variant}")
+def evaluate_task(params: Params, variant: str, tracker: Tracker | None, layout: Layout = Layout()) -> dict[str, Any]:
+    metrics = _evaluate.evaluate(params, variant, layout)
+    if tracker is not None:
+        tracker.log_metrics(variant, {k: v for k, v in metrics.items() if k not in ("step",)}, step=metrics["step"])
+        tracker.set_tag(variant, "extractor", metrics["extractor"])
+        tracker.log_artifact(variant, layout.metrics_file(variant), "metrics")
+    return metrics
+
+
+@task(name="export", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE,
+      task_run_name="export-{variant}")
+def export_task(params: Params, variant: str, tracker: Tracker | None, layout: Layout = Layout()) -> dict[str, Any]:
+    summary = _export.export(params, variant, layout)
+    if tracker is not None:
+        tracker.log_artifact(variant, layout.samples_dir(variant), "samples")
+    return summary
