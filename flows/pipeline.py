@@ -7,13 +7,11 @@ others, and the flow fails at the end naming each failure.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
-import torch
 from prefect import flow
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -35,7 +33,6 @@ def pipeline(params_file: str = "params.yaml", overrides: list[str] | None = Non
     overrides = list(overrides or [])
     params = load_params(params_file, overrides)
     n_parallel = max(1, min(params.train.parallel, len(params.variant_names)))
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_parallel))
     tracker = Tracker.start(params, params_file, overrides) if params.tracking.enabled else None
     try:
         result = _run(params, tracker, n_parallel)
@@ -57,16 +54,17 @@ def pipeline(params_file: str = "params.yaml", overrides: list[str] | None = Non
 def _run(params: Params, tracker: Tracker | None, n_parallel: int) -> dict[str, Any]:
     prepared = prepare_task(params, tracker)
     futures: dict[str, dict[str, Any]] = {}
+    # Submitted stage by stage, so that every training run is queued before any task that waits
+    # on one: a worker thread blocked on an upstream task never holds back a training run.
     with ThreadPoolTaskRunner(max_workers=n_parallel) as runner:
         for i, v in enumerate(params.variant_names):
-            f_train = runner.submit(train_task, {"params": params, "variant": v, "tracker": tracker, "position": i})
-            f_sel = runner.submit(select_task, {"params": params, "variant": v, "tracker": tracker},
-                                  wait_for=[f_train])
-            f_eval = runner.submit(evaluate_task, {"params": params, "variant": v, "tracker": tracker},
-                                   wait_for=[f_sel])
-            f_exp = runner.submit(export_task, {"params": params, "variant": v, "tracker": tracker},
-                                  wait_for=[f_sel])
-            futures[v] = {"train": f_train, "select": f_sel, "evaluate": f_eval, "export": f_exp}
+            futures[v] = {"train": runner.submit(
+                train_task, {"params": params, "variant": v, "tracker": tracker, "position": i})}
+        for stage, task, upstream in (("select", select_task, "train"), ("evaluate", evaluate_task, "select"),
+                                      ("export", export_task, "select")):
+            for v in params.variant_names:
+                futures[v][stage] = runner.submit(task, {"params": params, "variant": v, "tracker": tracker},
+                                                  wait_for=[futures[v][upstream]])
         wait([f for fs in futures.values() for f in fs.values()])
     results, failed = {}, {}
     for v, fs in futures.items():
@@ -96,10 +94,11 @@ def record_in_dvc(params_file: str, overrides: list[str]) -> str:
     with this run.  Skipped when the run used settings other than params.yaml."""
     if overrides or Path(params_file).resolve() != Path("params.yaml").resolve():
         return "not recorded in dvc.lock: the run used --params/--set, which dvc.yaml does not read"
-    if not Path(".dvc").is_dir() or shutil.which("dvc") is None:
-        return "not recorded in dvc.lock: no DVC repository here"
-    proc = subprocess.run(["dvc", "commit", "--force", "--quiet"], capture_output=True, text=True)
+    if not Path(".dvc").is_dir():
+        return "not recorded in dvc.lock: no DVC repository here (dvc init)"
+    proc = subprocess.run([sys.executable, "-m", "dvc", "commit", "--force"], capture_output=True, text=True)
     if proc.returncode != 0:
-        log.warning("dvc commit failed: %s", proc.stderr.strip()[-2000:])
-        return f"dvc commit failed: {proc.stderr.strip()[-500:]}"
+        why = (proc.stderr.strip() or proc.stdout.strip())[-1000:]
+        log.warning("dvc commit failed: %s", why)
+        return f"not recorded in dvc.lock: dvc commit failed: {why}"
     return "recorded in dvc.lock"

@@ -51,7 +51,8 @@ class TrainConfig(_Section):
     batch_size: int = Field(64, ge=1)  # real and fake samples per step
     checkpoint_every: int = Field(500, ge=1)  # steps between checkpoints (the last step is always saved)
     log_every: int = Field(10, ge=1)  # steps between logged statistics (D(x), D(G(z)), grad norms, ...)
-    parallel: int = Field(2, ge=1)  # variants trained at once by `flows run` (CPU threads are shared)
+    parallel: int = Field(1, ge=1)  # variants trained at once by `flows run` (CPU threads are shared)
+    threads: int | None = Field(None, ge=1)  # CPU threads per stage; None: cores // parallel
     device: str = "cpu"  # cpu, cuda, cuda:1, ... or auto (cuda when available)
     variants: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"mlp": {}, "dcgan": {}})
 

@@ -15,7 +15,7 @@ from gan_models import checkpoint as ck
 from gan_models.training import sample
 from gan_models.variants import generator_from_checkpoint
 
-from .common import Layout, fingerprint, load_prepared, up_to_date, write_record
+from .common import Layout, configure_threads, fingerprint, load_prepared, up_to_date, write_record
 from .config import Params
 from .scoring import Scorer
 
@@ -32,11 +32,12 @@ def load_selected(layout: Layout, variant: str) -> tuple[dict[str, Any], dict[st
 
 
 def evaluate(params: Params, variant: str, layout: Layout = Layout()) -> dict[str, Any]:
+    threads = configure_threads(params.train.threads, params.train.parallel)
     prep = load_prepared(layout)
     cfg = params.evaluate
     ckpt, selection = load_selected(layout, variant)
     out = layout.metrics_file(variant)
-    fp = fingerprint("evaluate", cfg.model_dump(), selection["best_sha256"], prep.data_hash)
+    fp = fingerprint("evaluate", cfg.model_dump(), selection["best_sha256"], prep.data_hash, threads)
     if up_to_date(out, fp):
         log.info("evaluate %s: up to date", variant)
         return json.loads(out.read_text())

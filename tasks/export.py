@@ -18,7 +18,7 @@ from gan_models import images as I
 from gan_models.training import generate
 from gan_models.variants import generator_from_checkpoint
 
-from .common import Layout, fingerprint, load_prepared, up_to_date, write_record
+from .common import Layout, configure_threads, fingerprint, load_prepared, up_to_date, write_record
 from .config import Params
 from .evaluate import load_selected
 
@@ -28,11 +28,12 @@ WALK_ROWS = 8
 
 
 def export(params: Params, variant: str, layout: Layout = Layout()) -> dict[str, Any]:
+    threads = configure_threads(params.train.threads, params.train.parallel)
     prep = load_prepared(layout)
     cfg = params.export
     ckpt, selection = load_selected(layout, variant)
     out = layout.samples_dir(variant)
-    fp = fingerprint("export", cfg.model_dump(), selection["best_sha256"])
+    fp = fingerprint("export", cfg.model_dump(), selection["best_sha256"], threads)
     if up_to_date(out / "export.json", fp):
         log.info("export %s: up to date", variant)
         return json.loads((out / "export.json").read_text())
@@ -53,7 +54,7 @@ def export(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
     else:
         from gan_models.data import save_arrays
 
-        scale = max(1, 256 // (prep.info.shape[-1] * 8))  # make small digits visible
+        scale = max(1, 64 // prep.info.shape[-1])  # small images are shown enlarged
         I.save_png(out / "grid.png", I.grid(x[:cfg.grid_size]), scale=scale)
         for stale in (out / "images").glob("*.png") if (out / "images").exists() else []:
             stale.unlink()

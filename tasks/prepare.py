@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +19,20 @@ from gan_models import metrics as M
 from gan_models.features import EXTRACTORS
 from gan_models.data import DATASETS, DataError, content_hash, resize_images, save_arrays, split_indices, value_range
 
-from .common import Layout, code_version, fingerprint, up_to_date, write_record
+from .common import Layout, configure_threads, fingerprint, up_to_date, write_record
 from .config import Params
 
 log = logging.getLogger(__name__)
 
 
 def prepare(params: Params, layout: Layout = Layout()) -> dict[str, Any]:
+    threads = configure_threads(params.train.threads, params.train.parallel)
     cfg = params.prepare
     out = layout.prepared
-    fp = fingerprint("prepare", cfg.model_dump(), params.seed)
+    fp = fingerprint("prepare", cfg.model_dump(), params.seed, threads)
     if up_to_date(out / "manifest.json", fp):
         log.info("prepare: %s is up to date", out)
         return _summary(out)
-    t0 = time.time()
     loader = DATASETS.get(cfg.dataset)
     raw = loader(root=cfg.root, download=cfg.download, image_size=cfg.image_size, channels=cfg.channels,
                  n_points=cfg.n_points, seed=params.seed)
@@ -54,14 +53,13 @@ def prepare(params: Params, layout: Layout = Layout()) -> dict[str, Any]:
     save_arrays(tmp / "heldout.npz", x=hx, y=hy)
     outputs = [tmp / "train.npz", tmp / "heldout.npz"]
     manifest: dict[str, Any] = {
-        "fingerprint": fp, "dataset": cfg.dataset, "source": loader.__doc__.strip().splitlines()[0],
+        "fingerprint": fp, "dataset": cfg.dataset, "source": DATASETS.entry(cfg.dataset).description,
         "kind": raw.kind, "shape": list(x.shape[1:]), "dtype": str(x.dtype),
         "counts": {"train": int(len(tx)), "heldout": int(len(hx))},
         "value_range": value_range(x), "model_range": [-1.0, 1.0] if raw.kind == "image" else value_range(x),
         "labelled": labelled, "classes": raw.classes,
         "class_frequencies": (np.bincount(ty, minlength=len(raw.classes)) / len(ty)).tolist() if labelled else [],
-        "content_hash": content_hash(tx, ty, hx, hy), "split_seed": params.seed,
-        "code_version": code_version(), **raw.extra}
+        "content_hash": content_hash(tx, ty, hx, hy), "split_seed": params.seed, **raw.extra}
 
     if raw.kind == "image":
         if labelled:
@@ -89,7 +87,6 @@ def prepare(params: Params, layout: Layout = Layout()) -> dict[str, Any]:
             info["heldout_accuracy"] = float((logits_held.argmax(1) == hy).mean())
             info["is_heldout"] = list(M.inception_score(logits_held, splits=min(10, len(hx))))
         manifest["extractor"] = info
-    manifest["seconds"] = round(time.time() - t0, 2)
     write_record(tmp / "manifest.json", manifest, outputs)
     _swap_in(tmp, out)
     return _summary(out)

@@ -16,7 +16,7 @@ from gan_models.images import score_png
 from gan_models.training import sample
 from gan_models.variants import generator_from_checkpoint
 
-from .common import Layout, fingerprint, load_prepared, up_to_date, write_record
+from .common import Layout, configure_threads, fingerprint, load_prepared, up_to_date, write_record
 from .config import Params
 from .scoring import Scorer, primary_metric, sort_key
 
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def select(params: Params, variant: str, layout: Layout = Layout()) -> dict[str, Any]:
+    threads = configure_threads(params.train.threads, params.train.parallel)
     prep = load_prepared(layout)
     cfg = params.select
     train_dir = layout.train_dir(variant)
@@ -33,7 +34,7 @@ def select(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
     entries = ck.read_index(train_dir)
     metric = primary_metric(prep.info.kind, cfg.metric)
     out = layout.selected_dir(variant)
-    fp = fingerprint("select", cfg.model_dump(), entries, prep.data_hash)
+    fp = fingerprint("select", cfg.model_dump(), entries, prep.data_hash, threads)
     if up_to_date(out / "selection.json", fp):
         log.info("select %s: up to date", variant)
         return _summary(out)

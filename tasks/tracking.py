@@ -127,16 +127,9 @@ class Tracker:
             self.client.set_tag(run_id, "data_hash", prepared["content_hash"])
             self.client.set_tag(run_id, "dataset", prepared["dataset"])
 
-    def metric_logger(self, variant: str):
-        """A callback for the training loop: logs one step's statistics in one request."""
-        from mlflow.entities import Metric
-
-        run_id, client = self.child_run_ids[variant], self.client
-
-        def log(step: int, stats: dict[str, float]) -> None:
-            ts = int(time.time() * 1000)
-            client.log_batch(run_id, metrics=[Metric(k, float(v), ts, step) for k, v in stats.items()])
-        return log
+    def metric_logger(self, variant: str) -> "BufferedMetrics":
+        """A callback for the training loop; call ``flush()`` when training returns."""
+        return BufferedMetrics(self.client, self.child_run_ids[variant])
 
     def log_metrics(self, variant: str, metrics: dict[str, float], step: int = 0, prefix: str = "") -> None:
         from mlflow.entities import Metric
@@ -163,3 +156,29 @@ class Tracker:
         if reason:
             self.client.set_tag(run_id, "failure_reason", reason[:5000])
         self.client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
+
+
+class BufferedMetrics:
+    """Collects per-step statistics and sends them in batches (at most one request a second),
+    so tracking costs the training loop next to nothing."""
+
+    MAX_BATCH = 900  # MLflow accepts up to 1000 metrics per log_batch
+
+    def __init__(self, client, run_id: str, interval_s: float = 1.0):
+        self.client, self.run_id, self.interval_s = client, run_id, interval_s
+        self.pending: list = []
+        self.last = time.monotonic()
+
+    def __call__(self, step: int, stats: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        self.pending.extend(Metric(k, float(v), ts, step) for k, v in stats.items())
+        if time.monotonic() - self.last >= self.interval_s or len(self.pending) >= self.MAX_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending[:self.MAX_BATCH], self.pending[self.MAX_BATCH:]
+            self.client.log_batch(self.run_id, metrics=batch)
+        self.last = time.monotonic()

@@ -22,7 +22,7 @@ from gan_models.images import curves_png
 from gan_models.training import Trainer
 from gan_models.variants import build
 
-from .common import Layout, code_version, fingerprint, load_prepared, resolve_device, up_to_date, write_record
+from .common import Layout, configure_threads, fingerprint, load_prepared, resolve_device, up_to_date, write_record
 from .config import Params
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 def train(params: Params, variant: str, layout: Layout = Layout(), *,
           on_log: Callable[[int, dict[str, float]], None] | None = None,
           progress: bool = True, position: int | None = None) -> dict[str, Any]:
+    threads = configure_threads(params.train.threads, params.train.parallel)
     prep = load_prepared(layout)
     spec = params.variant_spec(variant)
     steps = params.variant_steps(variant)
@@ -40,11 +41,11 @@ def train(params: Params, variant: str, layout: Layout = Layout(), *,
     # Everything that changes the weights or the set of checkpoint files; not `steps`, so a
     # longer run continues where a shorter one stopped.
     resume_fp = fingerprint("train", spec, cfg.batch_size, cfg.checkpoint_every, params.seed,
-                            prep.data_hash, str(device))
+                            prep.data_hash, str(device), threads)
     done_fp = fingerprint(resume_fp, steps)
     if up_to_date(out / "run.json", done_fp):
         log.info("train %s: up to date (%d steps)", variant, steps)
-        return _summary(out)
+        return _summary(out, seconds=0.0, steps_done=0)
 
     torch.manual_seed(params.seed)  # network initialisation
     gan = build(variant, spec, prep.info)
@@ -57,8 +58,7 @@ def train(params: Params, variant: str, layout: Layout = Layout(), *,
     meta = {"variant": variant, "spec": spec, "fingerprint": resume_fp, "seed": params.seed,
             "train": {"batch_size": cfg.batch_size, "steps": steps, "device": str(device)},
             "data": {"hash": prep.data_hash, "kind": prep.info.kind, "shape": list(prep.info.shape),
-                     "n_classes": prep.info.n_classes, "dataset": prep.manifest["dataset"]},
-            "code_version": code_version()}
+                     "n_classes": prep.info.n_classes, "dataset": prep.manifest["dataset"]}}
 
     def logged(step: int, stats: dict[str, float]) -> None:
         history.append({"step": step, **stats})
@@ -74,13 +74,14 @@ def train(params: Params, variant: str, layout: Layout = Layout(), *,
     trainer.run(steps, log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
                 on_log=logged, on_checkpoint=checkpointed, progress=progress, desc=variant, position=position)
     seconds = time.time() - t0
+    _prune_off_grid(out, cfg.checkpoint_every, steps)
     curves_png(out / "dynamics.png", history, f"{variant}: training dynamics")
     outputs = sorted(out.glob("step_*.pt")) + [out / ck.INDEX, out / "history.jsonl", out / "dynamics.png"]
-    write_record(out / "run.json", {
-        "fingerprint": done_fp, "variant": variant, "steps": steps, "resumed_from": start,
-        "seconds": round(seconds, 2), "steps_per_second": round((steps - start) / max(seconds, 1e-9), 2),
-        "final": history[-1] if history else {}, "code_version": code_version()}, outputs)
-    return _summary(out)
+    # Only deterministic content here (no timings, no code version): a rerun reproduces the
+    # stage's files bit for bit, so DVC and Prefect runs hash the same.
+    write_record(out / "run.json", {"fingerprint": done_fp, "variant": variant, "steps": steps,
+                                    "final": history[-1] if history else {}}, outputs)
+    return _summary(out, seconds=seconds, steps_done=steps - start)
 
 
 def _resume(trainer: Trainer, out: Path, resume_fp: str, steps: int) -> list[dict[str, Any]]:
@@ -124,10 +125,25 @@ def _resume(trainer: Trainer, out: Path, resume_fp: str, steps: int) -> list[dic
     return history
 
 
+def _prune_off_grid(out: Path, every: int, steps: int) -> None:
+    """Drop checkpoints left off the ``checkpoint_every`` grid by an earlier, shorter run, so the
+    files are those of an uninterrupted run."""
+    entries = ck.read_index(out)
+    keep = [e for e in entries if e["step"] % every == 0 or e["step"] == steps]
+    if len(keep) != len(entries):
+        ck.atomic_write_json(out / ck.INDEX, {"format": ck.FORMAT, "checkpoints": keep})
+        for e in entries:
+            if e not in keep:
+                (out / e["file"]).unlink(missing_ok=True)
+
+
 def _write_history(out: Path, history: list[dict[str, Any]]) -> None:
     ck.atomic_write_bytes(out / "history.jsonl", "".join(json.dumps(h, sort_keys=True) + "\n" for h in history).encode())
 
 
-def _summary(out: Path) -> dict[str, Any]:
+def _summary(out: Path, seconds: float, steps_done: int) -> dict[str, Any]:
+    """What the caller logs: the record plus this call's timing (0 steps when it was up to date)."""
     rec = json.loads((out / "run.json").read_text())
-    return {k: rec[k] for k in ("variant", "steps", "seconds", "steps_per_second", "final")} | {"path": str(out)}
+    return {"variant": rec["variant"], "steps": rec["steps"], "final": rec["final"], "path": str(out),
+            "steps_trained": steps_done, "seconds": round(seconds, 3),
+            "steps_per_second": round(steps_done / seconds, 2) if seconds > 0 else None}

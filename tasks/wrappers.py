@@ -37,11 +37,16 @@ def prepare_task(params: Params, tracker: Tracker | None, layout: Layout = Layou
 def train_task(params: Params, variant: str, tracker: Tracker | None, position: int = 0,
                layout: Layout = Layout()) -> dict[str, Any]:
     on_log = tracker.metric_logger(variant) if tracker is not None else None
-    summary = _train.train(params, variant, layout, on_log=on_log, position=position)
+    try:
+        summary = _train.train(params, variant, layout, on_log=on_log, position=position)
+    finally:
+        if on_log is not None:
+            on_log.flush()  # what was logged before a failure is kept too
     if tracker is not None:
         d = layout.train_dir(variant)
-        tracker.log_metrics(variant, {"train/seconds": summary["seconds"],
-                                      "train/steps_per_second": summary["steps_per_second"]})
+        if summary["steps_trained"]:
+            tracker.log_metrics(variant, {"train/seconds": summary["seconds"],
+                                          "train/steps_per_second": summary["steps_per_second"]})
         tracker.log_artifact(variant, d / "dynamics.png", "training")
         tracker.log_artifact(variant, d / "history.jsonl", "training")
     return summary

@@ -1,0 +1,91 @@
+"""params.yaml validation: every mistake is refused before any work, naming the key."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import TINY, cli, write_params
+from tasks.config import ConfigError, apply_overrides, load_params
+
+
+def _load(tmp_path, doc, overrides=None):
+    return load_params(write_params(tmp_path / "p.yaml", doc), overrides)
+
+
+def _with(path: str, value):
+    doc = copy.deepcopy(TINY)
+    node = doc
+    *parents, last = path.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[last] = value
+    return doc
+
+
+@pytest.mark.parametrize("path,value,expected", [
+    ("train.batch_sise", 3, r"train\.batch_sise: unknown key; allowed here: steps, batch_size"),
+    ("bogus", 1, r"bogus: unknown key; allowed here: seed, prepare, train"),
+    ("train.batch_size", 0, r"train\.batch_size: Input should be greater than or equal to 1"),
+    ("train.batch_size", "big", r"train\.batch_size: .*integer.*'big'"),
+    ("prepare.dataset", "imagenet", r"unknown data set 'imagenet'; known: ring, grid"),
+    ("prepare.heldout_fraction", 1.5, r"prepare\.heldout_fraction"),
+    ("train.variants", {"mlp": {"lr_g": -0.1}}, r"train\.variants\.mlp: variant 'mlp': lr_g must be a number > 0"),
+    ("train.variants", {"gan9": {}}, r"train\.variants\.gan9: unknown variant 'gan9'; known: mlp, mlp_deep, dcgan"),
+    ("train.variants", {"d": {"preset": "dcgan", "generator": {"depth": 3}}}, r"generator 'dcgan' has no option 'depth'"),
+    ("prepare.image_size", 30, r"train\.variants\.dcgan: .*DCGAN cannot make 30x30"),
+    ("train.variants", {}, r"train\.variants is empty"),
+    ("train.variants", {"mlp": {"steps": 0}}, r"train\.variants\.mlp\.steps: must be an integer >= 1"),
+])
+def test_bad_settings_name_the_key(tmp_path, path, value, expected):
+    with pytest.raises(ConfigError, match=expected):
+        _load(tmp_path, _with(path, value))
+
+
+def test_overrides_apply_yaml_values(tmp_path):
+    p = _load(tmp_path, TINY, ["train.steps=7", "train.variants={mlp: {}}", "prepare.root=/x"])
+    assert p.train.steps == 7 and p.variant_names == ["mlp"] and p.prepare.root == "/x"
+    with pytest.raises(ConfigError, match="expected section.key=value"):
+        apply_overrides({}, ["train.steps"])
+
+
+def test_missing_params_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "none.yaml")
+    (tmp_path / "bad.yaml").write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(tmp_path / "bad.yaml")
+
+
+def test_cli_refuses_bad_settings_before_any_work(project):
+    write_params(project / "params.yaml", _with("train.lr", 0.1))
+    proc = cli("run", cwd=project, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "train.lr: unknown key" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    for out in ("data", "models", "metrics", "samples", "mlflow.db"):
+        assert not (project / out).exists(), f"{out} was created by a run that failed validation"
+    write_params(project / "params.yaml", TINY)
+    proc = cli("train", "--variant", "nope", cwd=project, timeout=120)
+    assert proc.returncode == 2 and "--variant 'nope' is not in train.variants" in proc.stderr
+
+
+_values = st.one_of(st.integers(-5, 5), st.floats(allow_nan=True), st.text(max_size=5), st.none(),
+                    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+_paths = st.sampled_from(["seed", "train.steps", "train.batch_size", "train.variants", "train.variants.mlp",
+                          "train.variants.mlp.lr_g", "train.variants.dcgan.generator", "prepare.dataset",
+                          "prepare.heldout_fraction", "select.n_samples", "evaluate.is_splits", "export",
+                          "tracking.enabled", "prepare", "train.variants.mlp.loss"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=_paths, value=_values)
+def test_generated_documents_are_accepted_or_refused_cleanly(tmp_path, path, value):
+    """Any document is either valid or refused with ConfigError: never another exception."""
+    try:
+        _load(tmp_path, _with(path, value))
+    except ConfigError as e:
+        assert str(e).strip()

@@ -1,0 +1,184 @@
+"""Each stage as a plain function on the tiny configuration (no Prefect, no MLflow)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY, write_params
+from gan_models import checkpoint as ck
+from gan_models.data import DataError
+from tasks.common import Layout, load_prepared
+from tasks.config import load_params
+from tasks.evaluate import evaluate
+from tasks.export import export
+from tasks.prepare import prepare
+from tasks.select import select
+from tasks.train import train
+
+
+def _weights(path):
+    return ck.load_checkpoint(path)["G"]
+
+
+def test_prepare_writes_a_verified_versioned_data_set(tiny_params, project):
+    s = prepare(tiny_params)
+    m = json.loads((project / "data/prepared/manifest.json").read_text())
+    assert m["counts"]["train"] + m["counts"]["heldout"] == 1797
+    assert m["counts"]["heldout"] == round(1797 * 0.1)
+    assert m["shape"] == [1, 8, 8] and m["value_range"][0] >= 0 and m["value_range"][1] <= 255
+    assert s["content_hash"] == m["content_hash"]
+    prep = load_prepared(Layout())
+    # Disjoint split: no held-out image equals... (digits has duplicates, so compare indices via hash of rows)
+    assert len(prep.train_x) == m["counts"]["train"]
+    assert m["extractor"]["heldout_accuracy"] > 0.5  # a classifier trained for 2 epochs, far above chance
+    # Deterministic: a second prepare in another folder gives the same content hash.
+    again = prepare(tiny_params, Layout(project / "again"))
+    assert again["content_hash"] == s["content_hash"]
+    # Tampering is detected.
+    with np.load(project / "data/prepared/train.npz") as f:
+        x, y = f["x"].copy(), f["y"].copy()
+    x[0, 0, 0, 0] ^= 1
+    np.savez(project / "data/prepared/train.npz", x=x, y=y)
+    with pytest.raises(DataError, match="does not match its manifest"):
+        load_prepared(Layout())
+
+
+def test_full_stage_chain_on_tiny_config(tiny_params, project):
+    prepare(tiny_params)
+    for v in tiny_params.variant_names:
+        t = train(tiny_params, v, progress=False)
+        assert t["steps"] == 20
+        d = Layout().train_dir(v)
+        assert [e["step"] for e in ck.read_index(d)] == [10, 20]
+        hist = [json.loads(line) for line in (d / "history.jsonl").read_text().splitlines()]
+        assert [h["step"] for h in hist] == [5, 10, 15, 20]
+        assert {"D/real", "D/fake", "grad_norm/D", "grad_norm/G", "loss/D", "loss/G"} <= set(hist[0])
+        s = select(tiny_params, v)
+        rec = json.loads((Layout().selected_dir(v) / "selection.json").read_text())
+        assert len(rec["candidates"]) == 2
+        fids = {c["step"]: c["scores"]["fid"] for c in rec["candidates"]}
+        assert rec["best_step"] == min(fids, key=fids.get) == s["best_step"]
+        assert ck.sha256_file(Layout().best_checkpoint(v)) == rec["best_sha256"]
+        m = evaluate(tiny_params, v)
+        on_disk = json.loads((project / f"metrics/{v}.json").read_text())
+        assert on_disk["fid"] == m["fid"] > 0 and 1.0 <= m["is_mean"] <= 10.0
+        assert m["n_samples"] == 200 and m["extractor"] == "classifier"
+        e = export(tiny_params, v)
+        out = project / "samples" / v
+        for f in ("grid.png", "interpolation.png", "samples.npz", "images/000.png", "images/001.png"):
+            assert (out / f).exists(), f
+        with np.load(out / "samples.npz") as arr:
+            assert arr["x"].shape == (50, 1, 8, 8) and arr["x"].dtype == np.uint8
+        assert e["step"] == m["step"] == s["best_step"]
+
+
+def test_resumed_training_is_bit_identical_to_an_uninterrupted_run(tiny_params, project):
+    prepare(tiny_params)
+    train(tiny_params, "dcgan", progress=False)
+    straight = _weights(Layout().train_dir("dcgan") / "step_0000020.pt")
+    # Interrupted: train to step 10 only, then rerun the same command to step 20.
+    write_params(project / "short.yaml", {**TINY, "train": {**TINY["train"], "steps": 10}})
+    layout = Layout(project / "other")
+    prepare(tiny_params, layout)
+    train(load_params(project / "short.yaml"), "dcgan", layout, progress=False)
+    assert [e["step"] for e in ck.read_index(layout.train_dir("dcgan"))] == [10]
+    train(tiny_params, "dcgan", layout, progress=False)
+    resumed = _weights(layout.train_dir("dcgan") / "step_0000020.pt")
+    assert straight.keys() == resumed.keys()
+    for k in straight:
+        assert torch.equal(straight[k], resumed[k]), k
+
+
+def test_stages_skip_when_up_to_date_and_rerun_when_settings_change(tiny_params, project):
+    prepare(tiny_params)
+    train(tiny_params, "mlp", progress=False)
+    ckpt = Layout().train_dir("mlp") / "step_0000020.pt"
+    mtime = ckpt.stat().st_mtime_ns
+    train(tiny_params, "mlp", progress=False)
+    assert ckpt.stat().st_mtime_ns == mtime  # nothing redone
+    changed = load_params(project / "params.yaml", ["train.variants.mlp.lr_g=0.001"])
+    train(changed, "mlp", progress=False)
+    assert ckpt.stat().st_mtime_ns != mtime
+
+
+def test_corrupt_checkpoint_is_skipped_and_never_selected(tiny_params, project):
+    prepare(tiny_params)
+    train(tiny_params, "mlp", progress=False)
+    d = Layout().train_dir("mlp")
+    data = (d / "step_0000020.pt").read_bytes()
+    (d / "step_0000020.pt").write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(ck.CheckpointError, match="corrupt or truncated"):
+        ck.load_checkpoint(d / "step_0000020.pt", ck.read_index(d)[-1]["sha256"])
+    s = select(tiny_params, "mlp")
+    assert s["best_step"] == 10
+    rec = json.loads((Layout().selected_dir("mlp") / "selection.json").read_text())
+    assert "corrupt" in rec["candidates"][1]["invalid"]
+
+
+def test_checkpoints_load_without_unpickling_code(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (exec, ("open('pwned', 'w').write('x')",))
+
+    ck.atomic_write_bytes(tmp_path / "evil.pt", pickle.dumps({"format": ck.FORMAT, "x": Evil()}))
+    with pytest.raises(ck.CheckpointError, match="cannot be read safely"):
+        ck.load_checkpoint(tmp_path / "evil.pt")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_ring_data_runs_through_train_select_evaluate_export(project):
+    write_params(project / "params.yaml", {
+        **TINY, "prepare": {"dataset": "ring", "n_points": 2000},
+        "train": {**TINY["train"], "variants": {"mlp": {"z_dim": 4, "generator": {"hidden": [32]},
+                                                        "discriminator": {"hidden": [32]}}}}})
+    params = load_params(project / "params.yaml")
+    prepare(params)
+    m = json.loads((project / "data/prepared/manifest.json").read_text())
+    assert m["kind"] == "points" and len(m["centers"]) == 8 and m["std"] == 0.01
+    train(params, "mlp", progress=False)
+    s = select(params, "mlp")
+    assert s["metric"] == "modes"
+    metrics = evaluate(params, "mlp")
+    assert 0 <= metrics["modes_covered"] <= 8 and 0 <= metrics["high_quality_fraction"] <= 1
+    export(params, "mlp")
+    assert (project / "samples/mlp/scatter.png").exists()
+
+
+def test_folder_data_set_with_class_subfolders(project):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("cats", "dogs"):
+        (project / "imgs" / cls).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 255, (10, 10, 3), dtype=np.uint8)).save(project / "imgs" / cls / f"{i}.png")
+    write_params(project / "params.yaml", {**TINY, "prepare": {"dataset": "folder", "root": "imgs", "image_size": 8,
+                                                              "classifier_epochs": 1}})
+    params = load_params(project / "params.yaml")
+    prepare(params)
+    m = json.loads((project / "data/prepared/manifest.json").read_text())
+    assert m["classes"] == ["cats", "dogs"] and m["shape"] == [3, 8, 8] and m["labelled"]
+    (project / "imgs" / "cats" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="cannot read image .*broken.png"):
+        prepare(load_params(project / "params.yaml", ["prepare.max_samples=20"]))
+
+
+def test_missing_inputs_give_clear_errors(tiny_params, project, tmp_path):
+    with pytest.raises(DataError, match="run the prepare stage first"):
+        train(tiny_params, "mlp", progress=False)
+    prepare(tiny_params)
+    with pytest.raises(FileNotFoundError, match="python -m flows train --variant mlp"):
+        select(tiny_params, "mlp")
+    params = load_params(project / "params.yaml", ["prepare.dataset=folder", f"prepare.root={tmp_path / 'nope'}",
+                                                   "prepare.image_size=8", "prepare.channels=1"])
+    with pytest.raises(DataError, match="is not a folder"):
+        prepare(params)
+    params = load_params(project / "params.yaml", ["prepare.dataset=mnist", f"prepare.root={tmp_path}"])
+    with pytest.raises(DataError, match="set data.download: true|not found under"):
+        prepare(params)

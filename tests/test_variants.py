@@ -1,0 +1,107 @@
+"""Every registered variant: builds at each supported shape, maps noise to the right shape and
+range, takes a finite training step, and round-trips through a checkpoint exactly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gan_models import checkpoint as ck
+from gan_models import variants as V
+from gan_models.training import Trainer, generate
+
+IMAGE_SHAPES = [(1, 28, 28), (3, 32, 32), (1, 64, 64)]
+POINT_SHAPE = (2,)
+
+
+def _shapes(name):
+    spec = V.resolve_spec(name)
+    shapes = list(IMAGE_SHAPES)
+    if spec["generator"]["arch"] == "mlp" and spec["discriminator"]["arch"] == "mlp":
+        shapes.append(POINT_SHAPE)
+    return shapes
+
+
+CASES = [(n, s) for n in V.VARIANTS.names() for s in _shapes(n)]
+
+
+def _info(shape):
+    return V.DataInfo("image" if len(shape) == 3 else "points", shape, 10)
+
+
+@pytest.mark.parametrize("name,shape", CASES, ids=[f"{n}-{'x'.join(map(str, s))}" for n, s in CASES])
+def test_variant_builds_and_maps_noise_to_data_shape(name, shape):
+    torch.manual_seed(0)
+    gan = V.build(name, V.resolve_spec(name), _info(shape))
+    z = torch.randn(3, gan.z_dim)
+    x = generate(gan.G, z)
+    assert x.shape == (3, *shape)
+    if len(shape) == 3:
+        assert x.min() >= -1 and x.max() <= 1  # Tanh output
+    out = gan.D(x)
+    assert out.shape == (3,)
+
+
+@pytest.mark.parametrize("name", V.VARIANTS.names())
+def test_variant_takes_a_finite_step_and_checkpoint_reproduces_outputs(name, tmp_path):
+    shape = (1, 28, 28) if V.resolve_spec(name)["generator"]["arch"] != "mlp" else (1, 8, 8)
+    spec = V.resolve_spec(name)
+    for part in ("generator", "discriminator"):  # keep the test fast: narrow networks
+        if "width" in spec[part]:
+            spec[part]["width"] = 8
+    torch.manual_seed(0)
+    gan = V.build(name, spec, _info(shape))
+    data = torch.randint(0, 256, (32, *shape), dtype=torch.uint8)
+    trainer = Trainer(gan, data, batch_size=8, seed=0)
+    before = [p.detach().clone() for p in gan.G.parameters()]
+    stats = trainer.train_step(measure=True)
+    assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
+    assert {"loss/D", "loss/G", "D/real", "D/fake", "grad_norm/D", "grad_norm/G"} <= set(stats)
+    assert any(not torch.equal(a, b) for a, b in zip(before, gan.G.parameters())), "G did not change"
+
+    ck.save_checkpoint(tmp_path, trainer.step, {**trainer.state_dict(), "variant": name, "spec": spec,
+                                               "data": {"kind": "image", "shape": list(shape), "n_classes": 10}})
+    entry = ck.read_index(tmp_path)[-1]
+    loaded = ck.load_checkpoint(tmp_path / entry["file"], entry["sha256"])
+    G2, z_dim = V.generator_from_checkpoint(loaded)
+    z = torch.randn(4, z_dim)
+    assert torch.equal(generate(gan.G, z), generate(G2, z))
+
+
+def test_resolve_spec_merges_and_replaces_components():
+    spec = V.resolve_spec("mine", {"preset": "dcgan", "loss": {"name": "wgan_gp"},
+                                   "discriminator": {"spectral_norm": True}, "lr_d": 4e-4})
+    assert spec["loss"] == {"name": "wgan_gp"}  # another loss: its own defaults
+    assert spec["discriminator"] == {"arch": "dcgan", "width": 64, "spectral_norm": True}
+    assert spec["lr_d"] == 4e-4 and spec["lr_g"] == 2e-4
+
+
+@pytest.mark.parametrize("overrides,match", [
+    ({"preset": "nope"}, "unknown variant 'nope'; known: mlp"),
+    ({"generatr": {}}, "unknown key 'generatr'"),
+    ({"loss": {"name": "bogus"}}, "unknown loss 'bogus'"),
+    ({"lr_g": -1.0}, "lr_g must be a number > 0"),
+    ({"z_dim": 0}, "z_dim must be a positive integer"),
+    ({"betas": [0.5]}, "betas must be two numbers"),
+])
+def test_bad_variant_settings_are_refused_with_the_key(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        V.resolve_spec("x", {"preset": "mlp", **overrides} if "preset" not in overrides else overrides)
+
+
+def test_bad_component_options_name_the_option():
+    spec = V.resolve_spec("x", {"preset": "dcgan", "generator": {"widht": 3}})
+    with pytest.raises(ValueError, match="has no option 'widht'; allowed: width"):
+        V.build("x", spec, _info((1, 28, 28)))
+    spec = V.resolve_spec("x", {"preset": "dcgan", "generator": {"width": "wide"}})
+    with pytest.raises(ValueError, match="'width' must be of type int"):
+        V.build("x", spec, _info((1, 28, 28)))
+    with pytest.raises(ValueError, match="DCGAN cannot make 30x30 images"):
+        V.build("x", V.resolve_spec("dcgan"), _info((1, 30, 30)))
+
+
+def test_registry_refuses_duplicates_and_lists_known_names():
+    with pytest.raises(ValueError, match="already registered"):
+        V.VARIANTS.register("mlp", {}, "again")
+    with pytest.raises(ValueError, match="known: .*dcgan"):
+        V.VARIANTS.get("nope")
