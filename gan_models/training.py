@@ -9,12 +9,14 @@ noise) and torch's global RNG (dropout, penalty interpolation), and both are in
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from .losses import Batch
 from .variants import GAN
 
 LogFn = Callable[[int, dict[str, float]], None]
@@ -55,13 +57,21 @@ class Trainer:
     """Holds networks, optimizers, RNG and step; ``run`` trains up to a number of steps."""
 
     def __init__(self, gan: GAN, data: torch.Tensor, *, batch_size: int, seed: int,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", labels: torch.Tensor | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if data.shape[0] < batch_size:
             raise ValueError(f"the training set has {data.shape[0]} samples, fewer than the batch size "
                              f"{batch_size}; lower train.batch_size")
+        pack = gan.loss.tricks.pack
+        if batch_size % pack:
+            raise ValueError(f"tricks.pack={pack} needs a batch size that is a multiple of it, got {batch_size}")
+        if gan.n_classes and labels is None:
+            raise ValueError(f"variant {gan.name!r} is conditional and needs class labels")
         self.gan = gan
+        self.labels = labels if gan.n_classes else None
+        # EMA of G's weights (sampling uses it when kept): a copy updated after every G step.
+        self.G_ema = copy.deepcopy(gan.G).eval().requires_grad_(False) if gan.ema > 0 else None
         self.device = torch.device(device)
         self.G = gan.G.to(self.device)
         self.D = gan.D.to(self.device)
@@ -74,6 +84,7 @@ class Trainer:
         # Fixed probes for the diagnostics, from their own generator so they consume nothing.
         probe = torch.Generator().manual_seed(seed + 1)
         self.probe_z = torch.randn(64, gan.z_dim, generator=probe).to(self.device)
+        self.probe_y = (torch.arange(64) % gan.n_classes).to(self.device) if gan.n_classes else None
         n_probe = min(64, data.shape[0])
         self.probe_real = to_model_range(data[torch.randperm(data.shape[0], generator=probe)[:n_probe]])
         self.real_diversity = _mean_pairwise_distance(self.probe_real)
@@ -81,6 +92,7 @@ class Trainer:
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"G": self.G.state_dict(), "D": self.D.state_dict(),
+                "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "step": self.step,
                 "rng": {"data": self.rng.get_state(), "torch": torch.get_rng_state()}}
@@ -88,6 +100,8 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(state["G_ema"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.step = int(state["step"])
@@ -95,12 +109,29 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
 
     # -- one step ----------------------------------------------------------------------------
-    def _real_batch(self) -> torch.Tensor:
+    def batch(self) -> Batch:
+        """A fresh real batch (with its labels), noise, and the labels G is asked to draw."""
         idx = torch.randint(self.data.shape[0], (self.batch_size,), generator=self.rng)
-        return to_model_range(self.data[idx]).to(self.device)
+        real = to_model_range(self.data[idx]).to(self.device)
+        z = torch.randn(self.batch_size, self.gan.z_dim, generator=self.rng).to(self.device)
+        y = self.labels[idx].to(self.device) if self.labels is not None else None
+        return Batch(real, y, z, y)
 
-    def _noise(self) -> torch.Tensor:
-        return torch.randn(self.batch_size, self.gan.z_dim, generator=self.rng).to(self.device)
+    def _set_progress(self, steps: int) -> None:
+        """Networks that change with training progress (progressive growing) get step / total."""
+        p = min(1.0, self.step / max(1, steps))
+        for m in (self.G, self.D, self.G_ema):
+            for sub in m.modules() if m is not None else ():
+                if hasattr(sub, "set_progress"):
+                    sub.set_progress(p)
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        beta = self.gan.ema
+        for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            pe.lerp_(p, 1.0 - beta)  # pe = beta * pe + (1 - beta) * p
+        for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            be.copy_(b)
 
     def train_step(self, measure: bool = False) -> dict[str, float]:
         """One G update after ``loss.d_steps`` D updates; statistics only when ``measure``."""
@@ -110,20 +141,21 @@ class Trainer:
         stats: dict[str, torch.Tensor | float] = {}
         D.requires_grad_(True)
         for _ in range(loss.d_steps):
-            real = self._real_batch()
             self.opt_d.zero_grad(set_to_none=True)
-            stats.update(loss.accumulate_gradients("D", G, D, real, self._noise()))
+            stats.update(loss.accumulate_gradients("D", G, D, self))
             if measure:
                 stats["grad_norm/D"] = _grad_norm(D)
             self.opt_d.step()
             loss.after_step("D", G, D)
         D.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
         self.opt_g.zero_grad(set_to_none=True)
-        stats.update(loss.accumulate_gradients("G", G, D, real, self._noise()))
+        stats.update(loss.accumulate_gradients("G", G, D, self))
         if measure:
             stats["grad_norm/G"] = _grad_norm(G)
         self.opt_g.step()
         loss.after_step("G", G, D)
+        if self.G_ema is not None:
+            self._update_ema()
         D.requires_grad_(True)
         self.step += 1
         if not measure:
@@ -139,7 +171,7 @@ class Trainer:
     def _diversity(self) -> float:
         """Mean pairwise distance of samples from fixed noise / that of real data (-> 0: collapse)."""
         self.G.eval()
-        fake = self.G(self.probe_z).cpu()
+        fake = self.G(self.probe_z, self.probe_y).cpu()
         self.G.train()
         return _mean_pairwise_distance(fake) / max(self.real_diversity, 1e-12)
 
@@ -155,6 +187,7 @@ class Trainer:
                    disable=not progress, dynamic_ncols=True, mininterval=0.5, leave=True)
         try:
             while self.step < steps:
+                self._set_progress(steps)
                 measure = log_every > 0 and (self.step + 1) % log_every == 0
                 stats = self.train_step(measure=measure)
                 bar.update(1)
@@ -170,21 +203,28 @@ class Trainer:
             bar.close()
 
 
+def balanced_labels(n: int, n_classes: int) -> torch.Tensor | None:
+    """0, 1, ..., K-1, 0, 1, ... for a conditional G (None for an unconditional one)."""
+    return torch.arange(n) % n_classes if n_classes else None
+
+
 def sample(G: nn.Module, n: int, z_dim: int, seed: int, batch_size: int = 500,
            device: str | torch.device = "cpu") -> torch.Tensor:
-    """``n`` samples from ``G`` in eval mode with noise from ``seed``; float in model range, on CPU."""
+    """``n`` samples from ``G`` in eval mode with noise from ``seed``; float in model range, on CPU.
+    A conditional G draws every class equally often."""
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(n, z_dim, generator=gen)
-    return generate(G, z, batch_size=batch_size, device=device)
+    return generate(G, z, balanced_labels(n, getattr(G, "n_classes", 0)), batch_size=batch_size, device=device)
 
 
 @torch.no_grad()
-def generate(G: nn.Module, z: torch.Tensor, batch_size: int = 500,
+def generate(G: nn.Module, z: torch.Tensor, y: torch.Tensor | None = None, batch_size: int = 500,
              device: str | torch.device = "cpu") -> torch.Tensor:
     was_training = G.training
     G.eval()
     try:
-        out = [G(z[i:i + batch_size].to(device)).cpu() for i in range(0, z.shape[0], batch_size)]
+        out = [G(z[i:i + batch_size].to(device), None if y is None else y[i:i + batch_size].to(device)).cpu()
+               for i in range(0, z.shape[0], batch_size)]
     finally:
         G.train(was_training)
     return torch.cat(out)

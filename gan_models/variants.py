@@ -45,18 +45,24 @@ TOP_LEVEL_KEYS = {
     "generator": "generator architecture and its options: {arch: NAME, ...}",
     "discriminator": "discriminator architecture and its options: {arch: NAME, ...}",
     "loss": "adversarial loss and its options: {name: NAME, ...}",
+    "tricks": "loss tricks: {feature_matching, unrolled_steps, unrolled_lr, augment, aux_weight, pack}",
+    "conditioning": "none, input (cGAN: G and D get the label) or auxiliary (ACGAN: D classifies)",
+    "ema": "decay of an exponential moving average of G's weights used for sampling (0 = off)",
     "z_dim": "noise dimension (int > 0)",
     "optimizer": "adam or rmsprop",
     "lr_g": "generator learning rate (> 0)",
     "lr_d": "discriminator learning rate (> 0); differs from lr_g for TTUR",
     "betas": "Adam betas [beta1, beta2], each in [0, 1)",
 }
+DEFAULTS = {"tricks": {}, "conditioning": "none", "ema": 0.0}
+CONDITIONING = ("none", "input", "auxiliary")
 
 
 def register_variant(name: str, description: str, spec: dict[str, Any]) -> None:
-    """Register a preset; the spec is validated now, against a placeholder data shape."""
+    """Register a preset; keys left out take ``DEFAULTS``; the spec is validated now."""
+    spec = {**copy.deepcopy(DEFAULTS), **copy.deepcopy(spec)}
     _validate_spec(name, spec)
-    VARIANTS.register(name, copy.deepcopy(spec), description)
+    VARIANTS.register(name, spec, description)
 
 
 def _validate_spec(name: str, spec: dict[str, Any]) -> None:
@@ -80,6 +86,15 @@ def _validate_spec(name: str, spec: dict[str, Any]) -> None:
         v = spec[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
             raise ValueError(f"variant {name!r}: {key} must be a number > 0, got {v!r}")
+    if spec["conditioning"] not in CONDITIONING:
+        raise ValueError(f"variant {name!r}: conditioning must be one of {', '.join(CONDITIONING)}, "
+                         f"got {spec['conditioning']!r}")
+    e = spec["ema"]
+    if isinstance(e, bool) or not isinstance(e, (int, float)) or not 0 <= e < 1:
+        raise ValueError(f"variant {name!r}: ema must be a decay in [0, 1) (0 = off), got {e!r}")
+    if not isinstance(spec["tricks"], dict):
+        raise ValueError(f"variant {name!r}: tricks must be a mapping, got {spec['tricks']!r}")
+    call_with_options(f"variant {name!r}: tricks", losses.Tricks, {}, spec["tricks"])
     b = spec["betas"]
     if (not isinstance(b, (list, tuple)) or len(b) != 2
             or not all(isinstance(x, (int, float)) and 0 <= x < 1 for x in b)):
@@ -95,7 +110,9 @@ def resolve_spec(name: str, overrides: dict[str, Any] | None = None) -> dict[str
         if key not in TOP_LEVEL_KEYS:
             raise ValueError(f"variant {name!r}: unknown key {key!r}; allowed: preset, "
                              f"{', '.join(sorted(TOP_LEVEL_KEYS))}")
-        if key in ("generator", "discriminator", "loss") and isinstance(value, dict):
+        if key == "tricks" and isinstance(value, dict):
+            spec[key] = {**spec[key], **copy.deepcopy(value)}
+        elif key in ("generator", "discriminator", "loss") and isinstance(value, dict):
             tag = "name" if key == "loss" else "arch"
             if tag in value and value[tag] != spec[key][tag]:
                 spec[key] = copy.deepcopy(value)  # another component: its own defaults
@@ -117,6 +134,11 @@ class GAN:
     D: nn.Module
     loss: losses.GANLoss
     z_dim: int
+    n_classes: int = 0  # > 0: G takes labels
+
+    @property
+    def ema(self) -> float:
+        return float(self.spec.get("ema", 0.0))
 
     def make_optimizers(self) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
         s = self.spec
@@ -130,19 +152,39 @@ class GAN:
 
 def build(name: str, spec: dict[str, Any], data: DataInfo) -> GAN:
     """Build networks and loss for a resolved spec; raises ValueError naming the bad option."""
+    spec = {**DEFAULTS, **spec}
     g_opts = dict(spec["generator"])
     g_arch = g_opts.pop("arch")
     d_opts = dict(spec["discriminator"])
     d_arch = d_opts.pop("arch")
     l_opts = dict(spec["loss"])
     l_name = l_opts.pop("name")
+    tricks = call_with_options(f"variant {name!r}: tricks", losses.Tricks, {}, spec["tricks"])
+    cond = spec["conditioning"]
+    if cond != "none" and data.n_classes < 2:
+        raise ValueError(f"variant {name!r}: conditioning {cond!r} needs labelled data (class labels); "
+                         "this data set has none")
+    n_cls = data.n_classes if cond != "none" else 0
+    d_shape = tuple(data.shape)
+    if tricks.pack > 1:
+        if cond == "input":
+            raise ValueError(f"variant {name!r}: tricks.pack cannot be combined with conditioning: input")
+        d_shape = (d_shape[0] * tricks.pack, *d_shape[1:])  # m samples side by side (channels/features)
     out_act = "tanh" if data.kind == "image" else "identity"
     G = call_with_options(f"variant {name!r}: generator {g_arch!r}", GENERATORS.get(g_arch),
-                          {"z_dim": spec["z_dim"], "data_shape": data.shape, "out_activation": out_act}, g_opts)
+                          {"z_dim": spec["z_dim"], "data_shape": data.shape, "out_activation": out_act,
+                           "n_classes": n_cls}, g_opts)
     D = call_with_options(f"variant {name!r}: discriminator {d_arch!r}", DISCRIMINATORS.get(d_arch),
-                          {"data_shape": data.shape}, d_opts)
+                          {"data_shape": d_shape, "n_classes": n_cls if cond == "input" else 0,
+                           "aux_classes": n_cls if cond == "auxiliary" else 0}, d_opts)
+    if tricks.pack > 1:
+        D = networks.Packed(D, tricks.pack)
     loss = call_with_options(f"variant {name!r}: loss {l_name!r}", LOSSES.get(l_name), {}, l_opts)
-    return GAN(name=name, spec=spec, G=G, D=D, loss=loss, z_dim=spec["z_dim"])
+    loss.tricks = tricks
+    loss.auxiliary = cond == "auxiliary"
+    if tricks.feature_matching and tricks.unrolled_steps:
+        raise ValueError(f"variant {name!r}: tricks.feature_matching and tricks.unrolled_steps exclude each other")
+    return GAN(name=name, spec=spec, G=G, D=D, loss=loss, z_dim=spec["z_dim"], n_classes=n_cls)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -152,35 +194,75 @@ def build(name: str, spec: dict[str, Any], data: DataInfo) -> GAN:
 def _spectral_norm(module: nn.Module) -> nn.Module:
     """Spectral normalization (Miyato et al. 2018) on every Linear / Conv layer of ``module``."""
     for name, child in list(module.named_children()):
-        if isinstance(child, (nn.Linear, nn.Conv2d)):
+        if isinstance(child, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
             setattr(module, name, nn.utils.parametrizations.spectral_norm(child))
         else:
             _spectral_norm(child)
     return module
 
 
-def _mlp_generator(z_dim, data_shape, out_activation, hidden: list = (256,)):
-    return networks.MLPGenerator(z_dim, data_shape, hidden=list(hidden), out_activation=out_activation)
+def _sn(module: nn.Module, on: bool) -> nn.Module:
+    return _spectral_norm(module) if on else module
 
 
-def _mlp_discriminator(data_shape, hidden: list = (256,), spectral_norm: bool = False):
-    D = networks.MLPDiscriminator(data_shape, hidden=list(hidden))
-    return _spectral_norm(D) if spectral_norm else D
+def _mlp_generator(z_dim, data_shape, out_activation, n_classes, hidden: list = (256,)):
+    return networks.MLPGenerator(z_dim, data_shape, hidden=list(hidden), out_activation=out_activation,
+                                 n_classes=n_classes)
 
 
-def _dcgan_generator(z_dim, data_shape, out_activation, width: int = 64):
-    return networks.DCGANGenerator(z_dim, data_shape, width=width, out_activation=out_activation)
+def _mlp_discriminator(data_shape, n_classes, aux_classes, hidden: list = (256,), spectral_norm: bool = False,
+                       minibatch_features: int = 0):
+    return _sn(networks.MLPDiscriminator(data_shape, hidden=list(hidden), n_classes=n_classes,
+                                         minibatch_features=minibatch_features, aux_classes=aux_classes),
+               spectral_norm)
 
 
-def _dcgan_discriminator(data_shape, width: int = 64, batchnorm: bool = True, spectral_norm: bool = False):
-    D = networks.DCGANDiscriminator(data_shape, width=width, batchnorm=batchnorm)
-    return _spectral_norm(D) if spectral_norm else D
+def _dcgan_generator(z_dim, data_shape, out_activation, n_classes, width: int = 64, self_attention: bool = False,
+                     spectral_norm: bool = False):
+    return _sn(networks.DCGANGenerator(z_dim, data_shape, width=width, out_activation=out_activation,
+                                       n_classes=n_classes, self_attention=self_attention), spectral_norm)
+
+
+def _dcgan_discriminator(data_shape, n_classes, aux_classes, width: int = 64, batchnorm: bool = True,
+                         spectral_norm: bool = False, self_attention: bool = False, minibatch_features: int = 0):
+    return _sn(networks.DCGANDiscriminator(data_shape, width=width, batchnorm=batchnorm, n_classes=n_classes,
+                                           minibatch_features=minibatch_features, aux_classes=aux_classes,
+                                           self_attention=self_attention), spectral_norm)
+
+
+def _resnet_generator(z_dim, data_shape, out_activation, n_classes, width: int = 64, dropout: float = 0.3):
+    return networks.ResNetGenerator(z_dim, data_shape, width=width, dropout=dropout, out_activation=out_activation,
+                                    n_classes=n_classes)
+
+
+def _resnet_discriminator(data_shape, n_classes, aux_classes, width: int = 64, spectral_norm: bool = False,
+                          minibatch_features: int = 0):
+    return _sn(networks.ResNetDiscriminator(data_shape, width=width, n_classes=n_classes,
+                                            minibatch_features=minibatch_features, aux_classes=aux_classes),
+               spectral_norm)
+
+
+def _progan_generator(z_dim, data_shape, out_activation, n_classes, width: int = 64):
+    return networks.ProGANGenerator(z_dim, data_shape, width=width, out_activation=out_activation, n_classes=n_classes)
+
+
+def _progan_discriminator(data_shape, n_classes, aux_classes, width: int = 64, minibatch_features: int = 0):
+    return networks.ProGANDiscriminator(data_shape, width=width, n_classes=n_classes,
+                                        minibatch_features=minibatch_features, aux_classes=aux_classes)
 
 
 GENERATORS.register("mlp", _mlp_generator, "MLP: z -> [Linear, LeakyReLU(0.2)]*n -> Linear -> Tanh")
-GENERATORS.register("dcgan", _dcgan_generator, "transposed convolutions + BatchNorm + ReLU (Radford et al. 2016)")
-DISCRIMINATORS.register("mlp", _mlp_discriminator, "MLP: flatten -> [Linear, LeakyReLU(0.2)]*n -> logit")
-DISCRIMINATORS.register("dcgan", _dcgan_discriminator, "strided convolutions + BatchNorm + LeakyReLU(0.2)")
+GENERATORS.register("dcgan", _dcgan_generator, "transposed convolutions + BatchNorm + ReLU (Radford et al. 2016); "
+                    "options: self_attention, spectral_norm")
+GENERATORS.register("resnet", _resnet_generator, "residual up-sampling blocks with BatchNorm and dropout")
+GENERATORS.register("progan", _progan_generator, "progressive growing with fade-in, PixelNorm (Karras et al. 2018)")
+DISCRIMINATORS.register("mlp", _mlp_discriminator, "MLP: flatten -> [Linear, LeakyReLU(0.2)]*n -> logit; "
+                        "options: spectral_norm, minibatch_features")
+DISCRIMINATORS.register("dcgan", _dcgan_discriminator, "strided convolutions + BatchNorm + LeakyReLU(0.2); options: "
+                        "batchnorm, spectral_norm, self_attention, minibatch_features")
+DISCRIMINATORS.register("resnet", _resnet_discriminator, "residual down-sampling blocks, global sum pooling")
+DISCRIMINATORS.register("progan", _progan_discriminator, "progressive growing mirror of the generator, "
+                        "minibatch standard deviation")
 LOSSES.register("bce", losses.BCELoss, "sigmoid cross-entropy, non-saturating G loss by default")
 LOSSES.register("lsgan", losses.LSGANLoss, "least squares (Mao et al. 2017)")
 LOSSES.register("hinge", losses.HingeLoss, "hinge loss (Lim & Ye 2017; SNGAN/SAGAN)")
@@ -225,9 +307,58 @@ register_variant("wgan_gp", "Wasserstein GAN with gradient penalty 10, n_critic 
 
 
 def generator_from_checkpoint(ckpt: dict[str, Any]) -> tuple[nn.Module, int]:
-    """Rebuild a checkpoint's generator from the architecture it records; returns (G, z_dim)."""
+    """Rebuild a checkpoint's generator (its EMA weights when kept) from the architecture it
+    records; returns (G, z_dim).  ``G.n_classes > 0`` means it wants labels."""
     d = ckpt["data"]
     info = DataInfo(d["kind"], tuple(d["shape"]), int(d.get("n_classes", 0)))
     gan = build(ckpt["variant"], ckpt["spec"], info)
-    gan.G.load_state_dict(ckpt["G"])
+    gan.G.load_state_dict(ckpt["G_ema"] if ckpt.get("G_ema") is not None else ckpt["G"])
+    if hasattr(gan.G, "set_progress"):  # progressive growing: the resolution reached at this step
+        gan.G.set_progress(min(1.0, ckpt["step"] / max(1, ckpt["train"]["steps"])))
     return gan.G.eval(), gan.z_dim
+register_variant("resnet", "residual-block G with dropout, residual D, BCE", {
+    "generator": {"arch": "resnet", "width": 64, "dropout": 0.3},
+    "discriminator": {"arch": "resnet", "width": 64},
+    "loss": {"name": "bce"}, "z_dim": 100, **_ADAM})
+register_variant("sagan", "self-attention in G and D, spectral norm in both, hinge loss, TTUR 1e-4/4e-4 "
+                 "(Zhang et al. 2019)", {
+                     "generator": {"arch": "dcgan", "width": 64, "self_attention": True, "spectral_norm": True},
+                     "discriminator": {"arch": "dcgan", "width": 64, "batchnorm": False, "spectral_norm": True,
+                                       "self_attention": True},
+                     "loss": {"name": "hinge"}, "z_dim": 100, "optimizer": "adam", "lr_g": 1e-4, "lr_d": 4e-4,
+                     "betas": [0.0, 0.9]})
+register_variant("cgan", "conditional GAN: G gets noise + one-hot label, D gets image + label planes "
+                 "(Mirza & Osindero 2014), DCGAN networks", {
+                     "generator": {"arch": "dcgan", "width": 64},
+                     "discriminator": {"arch": "dcgan", "width": 64},
+                     "loss": {"name": "bce"}, "conditioning": "input", "z_dim": 100, **_ADAM})
+register_variant("acgan", "auxiliary-classifier GAN: conditional G, D with a class head (Odena et al. 2017)", {
+    "generator": {"arch": "dcgan", "width": 64},
+    "discriminator": {"arch": "dcgan", "width": 64},
+    "loss": {"name": "bce"}, "conditioning": "auxiliary", "tricks": {"aux_weight": 1.0}, "z_dim": 100, **_ADAM})
+register_variant("progan", "progressive growing: resolution doubles in phases with fade-in, WGAN-GP with drift, "
+                 "minibatch stddev (Karras et al. 2018)", {
+                     "generator": {"arch": "progan", "width": 32},
+                     "discriminator": {"arch": "progan", "width": 32},
+                     "loss": {"name": "wgan_gp", "n_critic": 1, "gp_weight": 10.0, "drift": 0.001},
+                     "z_dim": 100, "optimizer": "adam", "lr_g": 1e-3, "lr_d": 1e-3, "betas": [0.0, 0.99]})
+register_variant("unrolled", "unrolled GAN: G's loss against D unrolled 5 differentiable steps ahead "
+                 "(Metz et al. 2017), MLP networks", {
+                     "generator": {"arch": "mlp", "hidden": [256]},
+                     "discriminator": {"arch": "mlp", "hidden": [256]},
+                     "loss": {"name": "bce"}, "tricks": {"unrolled_steps": 5, "unrolled_lr": 0.01},
+                     "z_dim": 100, **_ADAM})
+register_variant("minibatch_disc", "minibatch discrimination layer in D (Salimans et al. 2016), MLP networks", {
+    "generator": {"arch": "mlp", "hidden": [256]},
+    "discriminator": {"arch": "mlp", "hidden": [256], "minibatch_features": 16},
+    "loss": {"name": "bce"}, "z_dim": 100, **_ADAM})
+register_variant("feature_matching", "feature-matching G loss on D's last hidden layer (Salimans et al. 2016), "
+                 "MLP networks", {
+                     "generator": {"arch": "mlp", "hidden": [256]},
+                     "discriminator": {"arch": "mlp", "hidden": [256]},
+                     "loss": {"name": "bce"}, "tricks": {"feature_matching": True}, "z_dim": 100, **_ADAM})
+register_variant("pacgan", "packed discriminator judging m=2 samples at once (PacGAN2, Lin et al. 2018), "
+                 "MLP networks", {
+                     "generator": {"arch": "mlp", "hidden": [256]},
+                     "discriminator": {"arch": "mlp", "hidden": [256]},
+                     "loss": {"name": "bce"}, "tricks": {"pack": 2}, "z_dim": 100, **_ADAM})

@@ -49,8 +49,9 @@ def train(params: Params, variant: str, layout: Layout = Layout(), *,
 
     torch.manual_seed(params.seed)  # network initialisation
     gan = build(variant, spec, prep.info)
+    labels = torch.from_numpy(prep.train_y) if prep.info.n_classes else None
     trainer = Trainer(gan, torch.from_numpy(prep.train_x), batch_size=cfg.batch_size, seed=params.seed,
-                      device=device)
+                      device=device, labels=labels)
     history = _resume(trainer, out, resume_fp, steps)
     (out / "run.json").unlink(missing_ok=True)  # the record is written again only when training completes
     out.mkdir(parents=True, exist_ok=True)

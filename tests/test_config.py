@@ -36,7 +36,7 @@ def _with(path: str, value):
     ("train.variants", {"mlp": {"lr_g": -0.1}}, r"train\.variants\.mlp: variant 'mlp': lr_g must be a number > 0"),
     ("train.variants", {"gan9": {}}, r"train\.variants\.gan9: unknown variant 'gan9'; known: mlp, mlp_deep, dcgan"),
     ("train.variants", {"d": {"preset": "dcgan", "generator": {"depth": 3}}}, r"generator 'dcgan' has no option 'depth'"),
-    ("prepare.image_size", 30, r"train\.variants\.dcgan: .*DCGAN cannot make 30x30"),
+    ("prepare.image_size", 30, r"train\.variants\.dcgan: .*cannot make 30x30"),
     ("train.variants", {}, r"train\.variants is empty"),
     ("train.variants", {"mlp": {"steps": 0}}, r"train\.variants\.mlp\.steps: must be an integer >= 1"),
 ])

@@ -126,7 +126,7 @@ def test_checkpoints_load_without_unpickling_code(tmp_path):
         def __reduce__(self):
             return (exec, ("open('pwned', 'w').write('x')",))
 
-    ck.atomic_write_bytes(tmp_path / "evil.pt", pickle.dumps({"format": ck.FORMAT, "x": Evil()}))
+    ck.atomic_write_bytes(tmp_path / "evil.pt", pickle.dumps({"format": ck.FORMAT, "x": Evil()}, protocol=2))
     with pytest.raises(ck.CheckpointError, match="cannot be read safely"):
         ck.load_checkpoint(tmp_path / "evil.pt")
     assert not (tmp_path / "pwned").exists()

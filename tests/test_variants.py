@@ -8,7 +8,7 @@ import torch
 
 from gan_models import checkpoint as ck
 from gan_models import variants as V
-from gan_models.training import Trainer, generate
+from gan_models.training import Trainer, balanced_labels, generate
 
 IMAGE_SHAPES = [(1, 28, 28), (3, 32, 32), (1, 64, 64)]
 POINT_SHAPE = (2,)
@@ -33,13 +33,15 @@ def _info(shape):
 def test_variant_builds_and_maps_noise_to_data_shape(name, shape):
     torch.manual_seed(0)
     gan = V.build(name, V.resolve_spec(name), _info(shape))
-    z = torch.randn(3, gan.z_dim)
-    x = generate(gan.G, z)
-    assert x.shape == (3, *shape)
+    n = 4  # a multiple of every pack size
+    z = torch.randn(n, gan.z_dim)
+    y = balanced_labels(n, gan.n_classes)
+    x = generate(gan.G, z, y)
+    assert x.shape == (n, *shape)
     if len(shape) == 3:
         assert x.min() >= -1 and x.max() <= 1  # Tanh output
-    out = gan.D(x)
-    assert out.shape == (3,)
+    out = gan.D(x, y if gan.spec["conditioning"] == "input" else None)
+    assert out.shape == (n // gan.loss.tricks.pack,)
 
 
 @pytest.mark.parametrize("name", V.VARIANTS.names())
@@ -52,7 +54,7 @@ def test_variant_takes_a_finite_step_and_checkpoint_reproduces_outputs(name, tmp
     torch.manual_seed(0)
     gan = V.build(name, spec, _info(shape))
     data = torch.randint(0, 256, (32, *shape), dtype=torch.uint8)
-    trainer = Trainer(gan, data, batch_size=8, seed=0)
+    trainer = Trainer(gan, data, batch_size=8, seed=0, labels=torch.arange(32) % 10)
     before = [p.detach().clone() for p in gan.G.parameters()]
     stats = trainer.train_step(measure=True)
     assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
@@ -60,18 +62,23 @@ def test_variant_takes_a_finite_step_and_checkpoint_reproduces_outputs(name, tmp
     assert any(not torch.equal(a, b) for a, b in zip(before, gan.G.parameters())), "G did not change"
 
     ck.save_checkpoint(tmp_path, trainer.step, {**trainer.state_dict(), "variant": name, "spec": spec,
-                                               "data": {"kind": "image", "shape": list(shape), "n_classes": 10}})
+                                               "data": {"kind": "image", "shape": list(shape), "n_classes": 10},
+                                               "train": {"steps": trainer.step}})
     entry = ck.read_index(tmp_path)[-1]
     loaded = ck.load_checkpoint(tmp_path / entry["file"], entry["sha256"])
+    loaded["train"] = {"steps": trainer.step}
     G2, z_dim = V.generator_from_checkpoint(loaded)
     z = torch.randn(4, z_dim)
-    assert torch.equal(generate(gan.G, z), generate(G2, z))
+    y = balanced_labels(4, gan.n_classes)
+    expected = generate(trainer.G_ema if trainer.G_ema is not None else gan.G, z, y)
+    assert torch.equal(expected, generate(G2, z, y))
 
 
 def test_resolve_spec_merges_and_replaces_components():
     spec = V.resolve_spec("mine", {"preset": "dcgan", "loss": {"name": "wgan_gp"},
                                    "discriminator": {"spectral_norm": True}, "lr_d": 4e-4})
     assert spec["loss"] == {"name": "wgan_gp"}  # another loss: its own defaults
+    assert spec["conditioning"] == "none" and spec["tricks"] == {} and spec["ema"] == 0.0
     assert spec["discriminator"] == {"arch": "dcgan", "width": 64, "spectral_norm": True}
     assert spec["lr_d"] == 4e-4 and spec["lr_g"] == 2e-4
 
@@ -91,12 +98,12 @@ def test_bad_variant_settings_are_refused_with_the_key(overrides, match):
 
 def test_bad_component_options_name_the_option():
     spec = V.resolve_spec("x", {"preset": "dcgan", "generator": {"widht": 3}})
-    with pytest.raises(ValueError, match="has no option 'widht'; allowed: width"):
+    with pytest.raises(ValueError, match="has no option 'widht'; allowed: self_attention, spectral_norm, width"):
         V.build("x", spec, _info((1, 28, 28)))
     spec = V.resolve_spec("x", {"preset": "dcgan", "generator": {"width": "wide"}})
     with pytest.raises(ValueError, match="'width' must be of type int"):
         V.build("x", spec, _info((1, 28, 28)))
-    with pytest.raises(ValueError, match="DCGAN cannot make 30x30 images"):
+    with pytest.raises(ValueError, match="cannot make 30x30 images"):
         V.build("x", V.resolve_spec("dcgan"), _info((1, 30, 30)))
 
 

@@ -1,0 +1,155 @@
+"""The tricks and special layers against closed forms and brute-force references."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gan_models import losses as L
+from gan_models import networks as N
+from gan_models import variants as V
+from gan_models.training import Trainer
+
+
+def test_minibatch_discrimination_matches_brute_force():
+    torch.manual_seed(0)
+    layer = N.MinibatchDiscrimination(5, out_features=3, kernel_dims=4)
+    f = torch.randn(6, 5)
+    out = layer(f)
+    m = (f @ layer.T).view(6, 3, 4)
+    expected = torch.zeros(6, 3)
+    for i in range(6):
+        for j in range(6):
+            if i != j:
+                expected[i] += torch.exp(-(m[i] - m[j]).abs().sum(1))
+    torch.testing.assert_close(out[:, :5], f)
+    torch.testing.assert_close(out[:, 5:], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_packed_discriminator_sees_m_samples_side_by_side():
+    torch.manual_seed(0)
+    inner = N.MLPDiscriminator((4,), hidden=[8])
+    D = N.Packed(inner, 2)
+    x = torch.randn(6, 2)
+    manual = inner(torch.cat([x[0::2], x[1::2]], 1))  # pack i = samples 2i and 2i+1
+    torch.testing.assert_close(D(x), manual)
+    with pytest.raises(ValueError, match="multiple of 2"):
+        D(torch.randn(5, 2))
+
+
+@pytest.mark.parametrize("p,stage,alpha", [(0.0, 0, 1.0), (0.19, 0, 1.0), (0.2, 1, 0.0), (0.3, 1, 0.5),
+                                           (0.5, 1, 1.0), (0.7, 2, 0.5), (1.0, 2, 1.0)])
+def test_progressive_schedule(p, stage, alpha):
+    s, a = N.progressive_schedule(p, 2)  # 5 phases: stable, fade 1, stable 1, fade 2, stable 2
+    assert s == stage and a == pytest.approx(alpha, abs=1e-9)
+
+
+def test_progressive_fade_in_at_alpha_0_and_1():
+    torch.manual_seed(0)
+    G = N.ProGANGenerator(8, (1, 16, 16), width=4, out_activation="identity")  # base 4, n = 2
+    z = torch.randn(3, 8)
+    G.set_progress(0.2 + 1e-9)  # start of fading in stage 1: alpha = 0
+    faded_out = G(z)
+    G.set_progress(0.1)  # stage 0, stable
+    prev = G(z)
+    torch.testing.assert_close(faded_out, prev, rtol=1e-5, atol=1e-6)  # both: 4x4 output upsampled
+    G.set_progress(0.4999)
+    G2 = G(z)  # stage 1, alpha ~ 1: its own 8x8 output
+    h = G.first_conv(G.first(z).view(3, G.chs[0], 4, 4))
+    own = F.interpolate(G.to_rgb[1](G.blocks[0](h)), size=(16, 16))
+    torch.testing.assert_close(G2, own, rtol=1e-3, atol=1e-3)
+    G.set_progress(1.0)
+    assert G(z).shape == (3, 1, 16, 16)
+    D = N.ProGANDiscriminator((1, 16, 16), width=4)
+    for p in (0.0, 0.3, 1.0):
+        D.set_progress(p)
+        assert D(G(z)).shape == (3,)
+
+
+def test_self_attention_starts_as_identity():
+    sa = N.SelfAttention(16)
+    x = torch.randn(2, 16, 5, 5)
+    torch.testing.assert_close(sa(x), x)
+    with torch.no_grad():
+        sa.gamma.fill_(1.0)
+    assert not torch.allclose(sa(x), x)
+
+
+def test_diff_augment_keeps_shapes_and_is_identity_without_policy():
+    x = torch.rand(4, 3, 8, 8) * 2 - 1
+    assert torch.equal(L.diff_augment(x, ""), x)
+    torch.manual_seed(0)
+    for policy in ("color", "translation", "cutout", "color,translation,cutout"):
+        assert L.diff_augment(x, policy).shape == x.shape
+    ones = torch.ones(64, 1, 8, 8)
+    cut = L.diff_augment(ones, "cutout")
+    zero_share = (cut == 0).float().mean().item()
+    assert 0.1 <= zero_share <= 0.25  # a 4x4 square of 8x8 = 25%, less where it crosses the border
+    with pytest.raises(ValueError, match="unknown policy 'blur'"):
+        L.Tricks(augment="blur")
+
+
+class _Ctx:
+    def __init__(self, real, z):
+        self.real, self.z = real, z
+
+    def batch(self):
+        return L.Batch(self.real, None, self.z, None)
+
+
+def _mlp_gan(tricks):
+    torch.manual_seed(0)
+    spec = V.resolve_spec("x", {"preset": "mlp", "z_dim": 3, "generator": {"hidden": [8]},
+                                "discriminator": {"hidden": [8]}, "tricks": tricks})
+    return V.build("x", spec, V.DataInfo("points", (2,), 0))
+
+
+def _g_grads(gan, ctx):
+    gan.G.zero_grad()
+    gan.D.requires_grad_(False)
+    gan.loss.accumulate_gradients("G", gan.G, gan.D, ctx)
+    return torch.cat([p.grad.flatten() for p in gan.G.parameters()])
+
+
+def test_unrolled_gradient_tends_to_the_plain_one_as_the_step_size_vanishes():
+    real, z = torch.randn(16, 2), torch.randn(16, 3)
+    plain = _g_grads(_mlp_gan({}), _Ctx(real, z))
+    tiny = _g_grads(_mlp_gan({"unrolled_steps": 3, "unrolled_lr": 1e-7}), _Ctx(real, z))
+    big = _g_grads(_mlp_gan({"unrolled_steps": 3, "unrolled_lr": 0.5}), _Ctx(real, z))
+    torch.testing.assert_close(tiny, plain, rtol=1e-4, atol=1e-6)
+    assert (big - plain).norm() > 1e-3 * plain.norm()  # unrolling changes G's gradient
+
+
+def test_feature_matching_loss_closed_form():
+    gan = _mlp_gan({"feature_matching": True})
+    real, z = torch.randn(16, 2), torch.randn(16, 3)
+    gan.D.requires_grad_(False)
+    stats = gan.loss.accumulate_gradients("G", gan.G, gan.D, _Ctx(real, z))
+    fr = gan.D.forward_all(real)["features"].mean(0)
+    ff = gan.D.forward_all(gan.G(z))["features"].mean(0)
+    assert stats["loss/G"].item() == pytest.approx((fr - ff).pow(2).sum().item(), rel=1e-5)
+
+
+def test_ema_of_generator_weights():
+    spec = V.resolve_spec("x", {"preset": "mlp", "ema": 0.9, "z_dim": 3, "generator": {"hidden": [8]},
+                                "discriminator": {"hidden": [8]}})
+    torch.manual_seed(0)
+    gan = V.build("x", spec, V.DataInfo("points", (2,), 0))
+    tr = Trainer(gan, torch.randn(32, 2), batch_size=8, seed=0)
+    before = [p.detach().clone() for p in gan.G.parameters()]
+    tr.train_step()
+    for e, b, p in zip(tr.G_ema.parameters(), before, gan.G.parameters()):
+        torch.testing.assert_close(e, 0.9 * b + 0.1 * p.detach())
+
+
+def test_acgan_trains_its_auxiliary_head_and_conditioning_needs_labels():
+    spec = V.resolve_spec("acgan", {"generator": {"width": 8}, "discriminator": {"width": 8}})
+    with pytest.raises(ValueError, match="needs labelled data"):
+        V.build("acgan", spec, V.DataInfo("image", (1, 8, 8), 0))
+    torch.manual_seed(0)
+    gan = V.build("acgan", spec, V.DataInfo("image", (1, 8, 8), 10))
+    tr = Trainer(gan, torch.randint(0, 255, (40, 1, 8, 8), dtype=torch.uint8), batch_size=8, seed=0,
+                 labels=torch.arange(40) % 10)
+    stats = tr.train_step(measure=True)
+    assert stats["loss/D_aux"] > 0 and stats["loss/G_aux"] > 0
