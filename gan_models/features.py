@@ -28,7 +28,7 @@ class Extractor:
         return self.fn(torch.as_tensor(x))
 
 
-def _classifier(prepared_dir: Path) -> Extractor:
+def _classifier(prepared_dir: Path, **_) -> Extractor:
     from .classifier import features_and_logits, load_classifier
 
     path = Path(prepared_dir) / "classifier.pt"
@@ -39,7 +39,7 @@ def _classifier(prepared_dir: Path) -> Extractor:
     return Extractor("classifier", lambda x: features_and_logits(model, x))
 
 
-def _pixels(prepared_dir: Path) -> Extractor:
+def _pixels(prepared_dir: Path, **_) -> Extractor:
     """Images area-averaged to 8x8 and flattened: a crude fallback for unlabelled data."""
 
     @torch.no_grad()
@@ -53,8 +53,29 @@ def _pixels(prepared_dir: Path) -> Extractor:
     return Extractor("pixels8x8", fn)
 
 
-EXTRACTORS: Registry[Callable[[Path], Extractor]] = Registry("feature extractor")
+def _inception(prepared_dir: Path, weights: str | None = None, url: str | None = None,
+               batch_size: int = 50) -> Extractor:
+    """The FID Inception-v3 (pytorch-fid / torch-fidelity): 2048-d pool3 features, 1008 logits."""
+    from .inception import load_fid_inception
+
+    model = load_fid_inception(weights, url)
+
+    @torch.no_grad()
+    def fn(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        feats, logits = [], []
+        for i in range(0, len(x), batch_size):
+            f, lg = model(to_model_range(x[i:i + batch_size]))
+            feats.append(f.double())
+            logits.append(lg.double())
+        return torch.cat(feats).numpy(), torch.cat(logits).numpy()
+
+    return Extractor("inception", fn)
+
+
+EXTRACTORS: Registry[Callable[..., Extractor]] = Registry("feature extractor")
 EXTRACTORS.register("classifier", _classifier, "small CNN trained on the prepared labelled data (offline default)")
+EXTRACTORS.register("inception", _inception, "FID Inception-v3 (pytorch-fid weights file); comparable with "
+                    "published FIDs")
 EXTRACTORS.register("pixels", _pixels, "8x8 area-averaged pixels (fallback for unlabelled images)")
 
 
@@ -63,4 +84,4 @@ def load_for(prepared_dir: Path, manifest: dict) -> Extractor:
     info = manifest.get("extractor")
     if not info:
         raise ValueError("this data set has no image feature extractor (point data uses mode metrics)")
-    return EXTRACTORS.get(info["key"])(prepared_dir)
+    return EXTRACTORS.get(info["key"])(prepared_dir, **info.get("options", {}))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import math
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -48,6 +50,18 @@ def save_png(path: str | Path, img: np.ndarray, scale: int = 1) -> None:
     atomic_write_bytes(path, png_bytes(img, scale))
 
 
+# pyplot is not thread-safe (variants run in threads): one figure at a time.
+_PLOT_LOCK = threading.RLock()
+
+
+def _locked(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with _PLOT_LOCK:
+            return fn(*args, **kwargs)
+    return wrapper
+
+
 def _figure_bytes(fig) -> bytes:
     import matplotlib.pyplot as plt
 
@@ -57,6 +71,7 @@ def _figure_bytes(fig) -> bytes:
     return buf.getvalue()
 
 
+@_locked
 def scatter_png(path: str | Path, real: np.ndarray, fake: np.ndarray, centers: np.ndarray | None,
                 title: str) -> None:
     """Generated points over the real data (2D mixtures)."""
@@ -75,6 +90,7 @@ def scatter_png(path: str | Path, real: np.ndarray, fake: np.ndarray, centers: n
     atomic_write_bytes(path, _figure_bytes(fig))
 
 
+@_locked
 def curves_png(path: str | Path, history: Sequence[dict[str, float]], title: str) -> None:
     """Training dynamics: losses, D(x) vs D(G(z)), gradient norms, sample diversity."""
     import matplotlib
@@ -100,6 +116,7 @@ def curves_png(path: str | Path, history: Sequence[dict[str, float]], title: str
     atomic_write_bytes(path, _figure_bytes(fig))
 
 
+@_locked
 def score_png(path: str | Path, steps: Sequence[int], scores: Sequence[float], best_step: int,
               metric: str, title: str) -> None:
     import matplotlib

@@ -126,9 +126,12 @@ def class_histogram_metrics(logits: np.ndarray, real_class_freq: np.ndarray,
     class histogram || real class frequencies); confident_fraction: share of samples whose top
     class probability is >= ``confident`` (a proxy for "recognisable").
     """
+    k = len(real_class_freq)
+    if logits.shape[1] != k:
+        raise ValueError(f"class_histogram_metrics: logits have {logits.shape[1]} classes, the data {k}; "
+                         "use the logits of the data set's own classifier")
     p = _softmax(np.asarray(logits, dtype=np.float64))
     pred = p.argmax(1)
-    k = len(real_class_freq)
     hist = np.bincount(pred, minlength=k) / len(pred)
     q = np.asarray(real_class_freq, dtype=np.float64)
     nz = hist > 0
@@ -157,3 +160,81 @@ def mode_metrics(points: np.ndarray, centers: np.ndarray, std: float,
     return {"modes_covered": float((counts_hq >= min_count).sum()),
             "high_quality_fraction": float(hq.mean()),
             "reverse_kl": float((hist[nz] * np.log(hist[nz] * k)).sum())}
+
+
+# ----------------------------------------------------------------------------------------------
+# KID, precision/recall, density/coverage.
+
+
+def _poly_kernel(x: np.ndarray, y: np.ndarray, degree: int, gamma: float, coef: float) -> np.ndarray:
+    return (x @ y.T * gamma + coef) ** degree
+
+
+def mmd2_unbiased(x: np.ndarray, y: np.ndarray, degree: int = 3, gamma: float | None = None,
+                  coef: float = 1.0) -> float:
+    """Unbiased MMD^2 with the polynomial kernel k(a, b) = (gamma a.b + coef)^degree, equal sizes."""
+    m = x.shape[0]
+    if y.shape[0] != m or m < 2:
+        raise ValueError(f"mmd2_unbiased needs two sets of the same size >= 2, got {x.shape[0]} and {y.shape[0]}")
+    gamma = 1.0 / x.shape[1] if gamma is None else gamma
+    kxx = _poly_kernel(x, x, degree, gamma, coef)
+    kyy = _poly_kernel(y, y, degree, gamma, coef)
+    kxy = _poly_kernel(x, y, degree, gamma, coef)
+    return float((kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean())
+
+
+def kid(real: np.ndarray, fake: np.ndarray, n_subsets: int = 100, subset_size: int = 1000, degree: int = 3,
+        gamma: float | None = None, coef: float = 1.0, seed: int = 0) -> tuple[float, float]:
+    """Kernel Inception Distance (Binkowski et al. 2018) as torch-fidelity computes it: mean and
+    std over ``n_subsets`` random subsets (without replacement) of min(subset_size, N) samples of
+    each side, of the unbiased MMD^2 with a cubic polynomial kernel (gamma 1/d, coef 1)."""
+    real = _check_features(real, "real features")
+    fake = _check_features(fake, "generated features")
+    m = min(subset_size, real.shape[0], fake.shape[0])
+    rng = np.random.RandomState(seed)
+    vals = np.array([mmd2_unbiased(real[rng.choice(len(real), m, replace=False)],
+                                   fake[rng.choice(len(fake), m, replace=False)], degree, gamma, coef)
+                     for _ in range(n_subsets)])
+    return float(vals.mean()), float(vals.std())
+
+
+def _pairwise(a: np.ndarray, b: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """Euclidean distances (len(a), len(b)) in float64, chunked to bound memory."""
+    b2 = (b * b).sum(1)
+    out = np.empty((len(a), len(b)))
+    for i in range(0, len(a), chunk):
+        x = a[i:i + chunk]
+        d2 = (x * x).sum(1)[:, None] + b2[None, :] - 2 * x @ b.T
+        out[i:i + chunk] = np.sqrt(np.clip(d2, 0, None))
+    return out
+
+
+def _knn_radii(x: np.ndarray, k: int) -> np.ndarray:
+    """Distance of each sample to its k-th nearest neighbour in the same set (itself excluded)."""
+    if len(x) <= k:
+        raise ValueError(f"k-NN radii need more than k={k} samples, got {len(x)}")
+    d = _pairwise(x, x)
+    return np.partition(d, k, axis=1)[:, k]  # index 0 is the sample itself (distance 0)
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019): a sample is inside the other set's
+    manifold when it lies within the k-NN radius of at least one of that set's samples."""
+    real = _check_features(real, "real features")
+    fake = _check_features(fake, "generated features")
+    r_real, r_fake = _knn_radii(real, k), _knn_radii(fake, k)
+    d = _pairwise(fake, real)  # (F, R)
+    precision = float((d <= r_real[None, :]).any(1).mean())
+    recall = float((d.T <= r_fake[None, :]).any(1).mean())
+    return precision, recall
+
+
+def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5) -> tuple[float, float]:
+    """Density and coverage (Naeem et al. 2020) with k-NN balls around the real samples."""
+    real = _check_features(real, "real features")
+    fake = _check_features(fake, "generated features")
+    r_real = _knn_radii(real, k)
+    inside = _pairwise(real, fake) <= r_real[:, None]  # (R, F)
+    density = float(inside.sum() / (k * fake.shape[0]))
+    coverage = float(inside.any(1).mean())
+    return density, coverage

@@ -37,6 +37,10 @@ class PrepareConfig(_Section):
     heldout_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # share of samples held out for selection
     max_samples: int | None = Field(None, ge=2)  # keep only the first N (after shuffling); None: all
     classifier_epochs: int = Field(8, ge=1)  # epochs of the feature classifier (labelled images)
+    extractor: Literal["auto", "classifier", "inception", "pixels"] = "auto"  # features for image metrics;
+    #   auto: the classifier for labelled data, else pixels
+    inception_weights: str | None = None  # path of pt_inception-2015-12-05-6726825d.pth; None: torch hub cache
+    inception_url: str | None = None  # download the weights from here when missing (needs internet)
 
     @field_validator("dataset")
     @classmethod

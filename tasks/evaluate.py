@@ -1,8 +1,10 @@
 """Stage 4, evaluate: final metrics of a variant's selected checkpoint, with a larger sample count.
 
 Images: FID against the training split's cached feature statistics, Inception score and the
-class-histogram mode metrics from the feature classifier.  2D mixtures: modes covered, share of
-high-quality samples, reverse KL and FID on the points.  Writes ``metrics/<variant>.json``.
+class-histogram mode metrics from the feature classifier, KID, precision/recall (k=3) and
+density/coverage (k=5) on the same features.  2D mixtures: modes covered, share of high-quality
+samples, reverse KL, and FID, KID, precision/recall, density/coverage on the points.  Every
+value comes with ``n_samples`` and ``extractor`` in ``metrics/<variant>.json``.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ def evaluate(params: Params, variant: str, layout: Layout = Layout()) -> dict[st
         return json.loads(out.read_text())
     G, z_dim = generator_from_checkpoint(ckpt)
     scorer = Scorer.load(layout, prep, "train")
-    scores = scorer.score(sample(G, cfg.n_samples, z_dim, cfg.seed), is_splits=cfg.is_splits)
+    scores = scorer.score(sample(G, cfg.n_samples, z_dim, cfg.seed), is_splits=cfg.is_splits, extended=True,
+                          seed=cfg.seed)
     record = {"fingerprint": fp, "variant": variant, "step": int(ckpt["step"]), **scores,
               "n_samples": cfg.n_samples, "reference": f"{prep.manifest['dataset']}:train "
               f"({prep.manifest['counts']['train']} samples)", "extractor": scorer.extractor_name,

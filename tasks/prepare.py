@@ -70,16 +70,24 @@ def prepare(params: Params, layout: Layout = Layout()) -> dict[str, Any]:
         else:
             log.warning("prepare: %s has no labels, so no feature classifier is trained; image metrics use "
                         "the crude pixels extractor (put images in class sub-folders to get one)", cfg.dataset)
-        key = "classifier" if labelled else "pixels"
-        extractor = EXTRACTORS.get(key)(tmp)
+        key = cfg.extractor if cfg.extractor != "auto" else ("classifier" if labelled else "pixels")
+        if key == "classifier" and not labelled:
+            raise DataError(f"prepare.extractor=classifier needs labelled images; {cfg.dataset} has no labels "
+                            "(use inception or pixels)")
+        options = {"weights": cfg.inception_weights, "url": cfg.inception_url} if key == "inception" else {}
+        try:
+            extractor = EXTRACTORS.get(key)(tmp, **options)
+        except FileNotFoundError as e:
+            raise DataError(str(e)) from None
         f_train, _ = extractor(tx)
         f_held, logits_held = extractor(hx)
         ref_train, ref_held = M.reference_stats(f_train), M.reference_stats(f_held)
         ref_train.save(tmp / "ref_train.npz")
         ref_held.save(tmp / "ref_heldout.npz")
-        outputs += [tmp / "ref_train.npz", tmp / "ref_heldout.npz"]
+        save_arrays(tmp / "features_train.npz", features=f_train.astype(np.float32))  # for KID, PR, DC
+        outputs += [tmp / "ref_train.npz", tmp / "ref_heldout.npz", tmp / "features_train.npz"]
         info: dict[str, Any] = {
-            "key": key, "name": extractor.name, "feature_dim": int(f_train.shape[1]),
+            "key": key, "options": options, "name": extractor.name, "feature_dim": int(f_train.shape[1]),
             # Sanity figure: FID between two real sets should be near 0.
             "fid_train_vs_heldout": M.fid(ref_train, f_held),
             "note": f"FID on {extractor.name} features is not comparable with Inception FID"}

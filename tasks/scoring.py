@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from gan_models import metrics as M
+from gan_models.data import load_arrays
 from gan_models.features import Extractor, load_for
 
 from .common import Layout, Prepared
@@ -22,6 +23,7 @@ class Scorer:
     extractor: Extractor | None
     ref: M.ReferenceStats | None
     real_points: np.ndarray | None
+    real_features: np.ndarray | None = None  # for KID / precision-recall / density-coverage
 
     @classmethod
     def load(cls, layout: Layout, prep: Prepared, split: str) -> "Scorer":
@@ -29,14 +31,21 @@ class Scorer:
             real = prep.train_x if split == "train" else prep.held_x
             return cls(prep, split, None, None, np.asarray(real, dtype=np.float64))
         ref_file = layout.prepared / f"ref_{split}.npz"
-        return cls(prep, split, load_for(layout.prepared, prep.manifest), M.ReferenceStats.load(ref_file), None)
+        feats = None
+        if split == "train" and (layout.prepared / "features_train.npz").exists():
+            feats = load_arrays(layout.prepared / "features_train.npz")["features"].astype(np.float64)
+        return cls(prep, split, load_for(layout.prepared, prep.manifest), M.ReferenceStats.load(ref_file), None,
+                   feats)
 
     @property
     def extractor_name(self) -> str:
         return self.extractor.name if self.extractor else "points"
 
-    def score(self, samples: torch.Tensor, is_splits: int = 10) -> dict[str, float]:
-        """All metrics for ``samples`` (model range).  Raises ValueError on NaN/Inf samples."""
+    def score(self, samples: torch.Tensor, is_splits: int = 10, extended: bool = False,
+              seed: int = 0) -> dict[str, float]:
+        """Metrics for ``samples`` (model range); ``extended`` adds KID, precision/recall and
+        density/coverage (k-NN metrics on at most 5,000 samples a side).  Raises ValueError on
+        NaN/Inf samples."""
         if not torch.isfinite(samples).all():
             raise ValueError("generated samples contain NaN or Inf (the generator diverged)")
         m = self.prep.manifest
@@ -44,12 +53,28 @@ class Scorer:
             pts = samples.double().numpy()
             out = M.mode_metrics(pts, np.asarray(m["centers"]), m["std"])
             out["fid_points"] = M.fid(self.real_points, pts)
+            if extended:
+                out.update(self._distribution_metrics(self.real_points, pts, seed))
             return out
         feats, logits = self.extractor(samples)
         out = {"fid": M.fid(self.ref, feats)}
         if logits is not None:
             out["is_mean"], out["is_std"] = M.inception_score(logits, splits=min(is_splits, len(logits)))
-            out.update(M.class_histogram_metrics(logits, np.asarray(m["class_frequencies"])))
+            if self.extractor.name == "classifier":  # its classes are the data set's classes
+                out.update(M.class_histogram_metrics(logits, np.asarray(m["class_frequencies"])))
+        if extended and self.real_features is not None:
+            out.update(self._distribution_metrics(self.real_features, feats, seed))
+        return out
+
+    @staticmethod
+    def _distribution_metrics(real: np.ndarray, fake: np.ndarray, seed: int, cap: int = 5000) -> dict[str, float]:
+        rng = np.random.default_rng(seed)
+        r = real[rng.choice(len(real), cap, replace=False)] if len(real) > cap else real
+        f = fake[rng.choice(len(fake), cap, replace=False)] if len(fake) > cap else fake
+        out: dict[str, float] = {}
+        out["kid_mean"], out["kid_std"] = M.kid(real, fake, seed=seed)
+        out["precision"], out["recall"] = M.precision_recall(r, f, k=3)
+        out["density"], out["coverage"] = M.density_coverage(r, f, k=5)
         return out
 
 

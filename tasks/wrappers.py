@@ -13,6 +13,8 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from gan_models.training import DivergenceError
+
 from . import evaluate as _evaluate
 from . import export as _export
 from . import prepare as _prepare
@@ -32,7 +34,18 @@ def prepare_task(params: Params, tracker: Tracker | None, layout: Layout = Layou
     return summary
 
 
-@task(name="train", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE,
+def _transient(task, task_run, state) -> bool:
+    """Retry a training run unless it diverged or its settings are wrong: those would fail again."""
+    try:
+        state.result()
+    except (DivergenceError, ValueError):
+        return False
+    except Exception:
+        return True
+    return True
+
+
+@task(name="train", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, retry_condition_fn=_transient,
       task_run_name="train-{variant}")
 def train_task(params: Params, variant: str, tracker: Tracker | None, position: int = 0,
                layout: Layout = Layout()) -> dict[str, Any]:

@@ -91,3 +91,34 @@ def test_dvc_repro_on_a_fresh_clone_reproduces_the_flow(tmp_path):
     assert lock_a == lock_b  # same hashes of every output and metric
     again = _dvc(b, "repro")
     assert "Running stage" not in again.stdout
+
+
+def test_every_preset_trains_through_the_pipeline_with_comparable_mlflow_runs(tmp_path, isolated_stores):
+    from mlflow.tracking import MlflowClient
+
+    from gan_models.variants import VARIANTS
+
+    small = {"mlp": {"hidden": [16]}, "dcgan": {"width": 8}, "resnet": {"width": 8}, "progan": {"width": 8}}
+    variants = {}
+    for name in VARIANTS.names():
+        spec = VARIANTS.get(name)
+        variants[name] = {"z_dim": 8, "generator": small[spec["generator"]["arch"]],
+                          "discriminator": small[spec["discriminator"]["arch"]]}
+    params = {**TINY, "train": {**TINY["train"], "steps": 6, "checkpoint_every": 3, "log_every": 3,
+                                "variants": variants}}
+    proj = copy_project(tmp_path / "proj", params)
+    uri = f"sqlite:///{isolated_stores / 'all.db'}"
+    proc = cli("run", "--quiet", cwd=proj, env={"MLFLOW_TRACKING_URI": uri})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("tests")
+    children = [r for r in client.search_runs([exp.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
+    assert sorted(r.data.tags["variant"] for r in children) == sorted(VARIANTS.names())
+    common = {"fid", "is_mean", "classes_covered", "confident_fraction", "loss/D", "loss/G", "D/real", "D/fake",
+              "grad_norm/D", "grad_norm/G", "select/fid", "selected_step"}
+    for r in children:
+        assert r.info.status == "FINISHED", r.data.tags["variant"]
+        missing = common - set(r.data.metrics)
+        assert not missing, (r.data.tags["variant"], missing)
+    for name in ("cgan", "acgan"):
+        assert (proj / "samples" / name / "classes.png").exists()

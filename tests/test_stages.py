@@ -67,6 +67,8 @@ def test_full_stage_chain_on_tiny_config(tiny_params, project):
         on_disk = json.loads((project / f"metrics/{v}.json").read_text())
         assert on_disk["fid"] == m["fid"] > 0 and 1.0 <= m["is_mean"] <= 10.0
         assert m["n_samples"] == 200 and m["extractor"] == "classifier"
+        assert 0 <= m["precision"] <= 1 and 0 <= m["recall"] <= 1 and 0 <= m["coverage"] <= 1
+        assert m["density"] >= 0 and "kid_mean" in m and "kid_std" in m
         e = export(tiny_params, v)
         out = project / "samples" / v
         for f in ("grid.png", "interpolation.png", "samples.npz", "images/000.png", "images/001.png"):
