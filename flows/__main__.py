@@ -133,10 +133,16 @@ def _run_flow(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
     from tasks.config import load_params
 
-    load_params(args.params, args.overrides)  # fail on bad settings before starting Prefect
-    from flows.pipeline import pipeline
+    params = load_params(args.params, args.overrides)  # fail on bad settings before starting Prefect
+    if params.tracking.enabled:
+        from tasks.tracking import Tracker
 
-    return pipeline(params_file=args.params, overrides=args.overrides)
+        Tracker.check(params)  # and on an unreachable tracking store
+    from flows.pipeline import pipeline
+    from tasks.common import ProjectLock
+
+    with ProjectLock():
+        return pipeline(params_file=args.params, overrides=args.overrides)
 
 
 def _print_summary(result: dict[str, Any]) -> None:
@@ -164,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.quiet)
     from gan_models.checkpoint import CheckpointError
     from gan_models.data import DataError
+    from tasks.common import RunLockedError
     from tasks.config import ConfigError
     from tasks.tracking import TrackingError
 
@@ -173,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(json.dumps(_stage(args), indent=2, default=str))
         return 0
-    except (ConfigError, DataError, TrackingError) as e:
+    except (ConfigError, DataError, TrackingError, RunLockedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (CheckpointError, FileNotFoundError) as e:

@@ -85,3 +85,48 @@ def load_for(prepared_dir: Path, manifest: dict) -> Extractor:
     if not info:
         raise ValueError("this data set has no image feature extractor (point data uses mode metrics)")
     return EXTRACTORS.get(info["key"])(prepared_dir, **info.get("options", {}))
+
+
+def perceptual_network(kind: str, prepared_dir: Path, vgg_weights: str | None = None) -> torch.nn.Module:
+    """A frozen feature network for the perceptual loss term: images in [-1, 1] -> (B, F).
+
+    classifier: the data set's own classifier (penultimate features).  vgg16: torchvision's VGG16
+    up to relu3_3 with ImageNet normalisation, weights from ``vgg_weights`` or torch hub's
+    checkpoints folder (vgg16-397923af.pth); never downloaded here.
+    """
+    if kind == "classifier":
+        from .classifier import load_classifier
+
+        path = Path(prepared_dir) / "classifier.pt"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: the perceptual loss on the classifier needs labelled images")
+        model = load_classifier(path)
+        net = lambda x: model(x)[0]  # noqa: E731
+        modules = [model]
+    elif kind == "vgg16":
+        import torchvision
+
+        name = "vgg16-397923af.pth"
+        path = Path(vgg_weights) if vgg_weights else Path(torch.hub.get_dir()) / "checkpoints" / name
+        if not path.is_file():
+            raise FileNotFoundError(f"VGG16 weights not found at {path}: put torchvision's {name} there "
+                                    "(or use tricks.perceptual_net: classifier)")
+        vgg = torchvision.models.vgg16(weights=None)
+        vgg.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        body = vgg.features[:16].eval()  # up to relu3_3
+        mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+        def net(x):
+            x = (x + 1) / 2
+            if x.shape[1] == 1:
+                x = x.expand(-1, 3, -1, -1)
+            if x.shape[-1] < 32:
+                x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
+            return body((x - mean) / std).mean((2, 3))
+        modules = [body]
+    else:
+        raise ValueError(f"unknown perceptual network {kind!r}; known: classifier, vgg16")
+    for m in modules:
+        m.eval().requires_grad_(False)
+    return net

@@ -43,6 +43,9 @@ class Tricks:
     augment: str = ""  # DiffAugment policies applied to every D input, e.g. "color,translation,cutout"
     aux_weight: float = 1.0  # ACGAN: weight of the auxiliary classification loss
     pack: int = 1  # PacGAN: D judges this many samples at once (Lin et al. 2018); 1 = off
+    perceptual_weight: float = 0.0  # weight of a perceptual term in G's loss (0 = off): the distance of
+    #   mean features of real and generated images on a fixed feature network
+    perceptual_net: str = "classifier"  # classifier (the data set's own) or vgg16 (torchvision weights file)
 
     def __post_init__(self):
         if self.unrolled_steps < 0:
@@ -56,6 +59,10 @@ class Tricks:
             raise ValueError(f"tricks.pack must be >= 1, got {self.pack}")
         if self.aux_weight < 0:
             raise ValueError(f"tricks.aux_weight must be >= 0, got {self.aux_weight}")
+        if self.perceptual_weight < 0:
+            raise ValueError(f"tricks.perceptual_weight must be >= 0, got {self.perceptual_weight}")
+        if self.perceptual_net not in ("classifier", "vgg16"):
+            raise ValueError(f"tricks.perceptual_net must be classifier or vgg16, got {self.perceptual_net!r}")
 
 
 class GANLoss:
@@ -66,6 +73,9 @@ class GANLoss:
     probabilistic: bool = True
     tricks: Tricks  # set at the bottom of this module (Tricks validates against AUGMENTATIONS)
     auxiliary: bool = False  # ACGAN: D has a classifier head trained on real and fake labels
+    #: Fixed feature network for tricks.perceptual_weight: images -> (B, F) features.  The caller
+    #: provides it (the train stage loads the data set's classifier or VGG16).
+    perceptual_net: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     # -- the objective on D outputs ----------------------------------------------------------
     def d_objective(self, real_out: torch.Tensor, fake_out: torch.Tensor) -> torch.Tensor:
@@ -138,6 +148,15 @@ class GANLoss:
                 aux = F.cross_entropy(f["aux"], b.fake_labels)
                 stats["loss/G_aux"] = aux.detach()
                 loss = loss + t.aux_weight * aux
+        if t.perceptual_weight:
+            if self.perceptual_net is None:
+                raise ValueError("tricks.perceptual_weight > 0 needs a feature network (loss.perceptual_net)")
+            with torch.no_grad():
+                real_feats = self.perceptual_net(b.real)
+            # ||E phi(x) - E phi(G(z))||^2 on a fixed network (perceptual feature matching)
+            perc = (real_feats.mean(0) - self.perceptual_net(fake).mean(0)).pow(2).sum()
+            stats["loss/G_perceptual"] = perc.detach()
+            loss = loss + t.perceptual_weight * perc
         loss.backward()
         stats["loss/G"] = loss.detach()
         return stats

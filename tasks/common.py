@@ -147,3 +147,38 @@ def configure_threads(threads: int | None, parallel: int) -> int:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+class RunLockedError(RuntimeError):
+    """Another pipeline run holds this project folder."""
+
+
+class ProjectLock:
+    """An exclusive, non-blocking lock on ``<root>/.pipeline.lock`` (fcntl.flock), held for a
+    whole ``flows run``: a second run in the same folder is refused at once, with the holder's
+    pid.  The OS releases it when the process dies, so a killed run never leaves it stale."""
+
+    def __init__(self, root: Path = Path(".")):
+        self.path = Path(root) / ".pipeline.lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> "ProjectLock":
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunLockedError(f"another pipeline run (pid {holder}) is using {self.path.parent.resolve()}; "
+                                 "wait for it to finish, or run in a separate clone") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the lock
+            self._fd = None

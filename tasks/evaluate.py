@@ -50,6 +50,7 @@ def evaluate(params: Params, variant: str, layout: Layout = Layout()) -> dict[st
     record = {"fingerprint": fp, "variant": variant, "step": int(ckpt["step"]), **scores,
               "n_samples": cfg.n_samples, "reference": f"{prep.manifest['dataset']}:train "
               f"({prep.manifest['counts']['train']} samples)", "extractor": scorer.extractor_name,
+              "extractor_note": (prep.manifest.get("extractor") or {}).get("note", "2D points: metrics on raw coordinates"),
               "selection_metric": selection["metric"]}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_record(out, record, [])

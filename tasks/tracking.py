@@ -33,6 +33,13 @@ def tracking_uri(params: Params, root: Path = Path(".")) -> str:
     return f"sqlite:///{(root / 'mlflow.db').resolve()}"
 
 
+def _unreachable(uri: str, e: Exception) -> str:
+    first = (str(e).strip().splitlines() or [""])[0][:300]
+    return (f"cannot use the MLflow tracking store {uri!r}: {type(e).__name__}: {first}\n"
+            "Start the server or fix MLFLOW_TRACKING_URI / tracking.uri; to run without tracking use "
+            "--set tracking.enabled=false")
+
+
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in d.items():
@@ -71,6 +78,20 @@ class Tracker:
 
         return MlflowClient(self.uri)
 
+    @staticmethod
+    def check(params: Params, root: Path = Path(".")) -> str:
+        """Reach the tracking store now (before any work); raises TrackingError naming the fix."""
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        from mlflow.tracking import MlflowClient
+
+        uri = tracking_uri(params, root)
+        try:
+            MlflowClient(uri).search_experiments(max_results=1)
+        except Exception as e:
+            raise TrackingError(_unreachable(uri, e)) from None
+        return uri
+
     @classmethod
     def start(cls, params: Params, params_file: str, overrides: list[str], root: Path = Path(".")) -> "Tracker":
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -89,10 +110,7 @@ class Tracker:
             else:
                 exp_id = exp.experiment_id
         except Exception as e:  # connection refused, bad URI, locked database, ...
-            raise TrackingError(
-                f"cannot use the MLflow tracking store {uri!r}: {type(e).__name__}: {str(e).splitlines()[0][:300]}\n"
-                "Start the server or fix MLFLOW_TRACKING_URI / tracking.uri; to run without tracking use "
-                "--set tracking.enabled=false") from None
+            raise TrackingError(_unreachable(uri, e)) from None
         tags = {"code_version": code_version(), "params_file": params_file,
                 "overrides": json.dumps(overrides), "variants": ",".join(params.variant_names),
                 "mlflow.runName": f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}"}

@@ -49,6 +49,10 @@ def train(params: Params, variant: str, layout: Layout = Layout(), *,
 
     torch.manual_seed(params.seed)  # network initialisation
     gan = build(variant, spec, prep.info)
+    if gan.loss.tricks.perceptual_weight:
+        from gan_models.features import perceptual_network
+
+        gan.loss.perceptual_net = perceptual_network(gan.loss.tricks.perceptual_net, layout.prepared)
     labels = torch.from_numpy(prep.train_y) if prep.info.n_classes else None
     trainer = Trainer(gan, torch.from_numpy(prep.train_x), batch_size=cfg.batch_size, seed=params.seed,
                       device=device, labels=labels)

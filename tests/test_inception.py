@@ -44,6 +44,17 @@ def test_loads_weights_from_a_path_and_gives_pool3_features_and_logits(weights_f
     assert (f >= 0).all()  # after ReLU and average pooling
 
 
+def test_inception_features_do_not_depend_on_the_batch_size(weights_file):
+    from gan_models.features import EXTRACTORS
+
+    path, _ = weights_file
+    x = torch.rand(5, 1, 28, 28) * 2 - 1
+    f1, l1 = EXTRACTORS.get("inception")(None, weights=str(path), batch_size=5)(x)
+    f2, l2 = EXTRACTORS.get("inception")(None, weights=str(path), batch_size=2)(x)
+    torch.testing.assert_close(torch.from_numpy(f1), torch.from_numpy(f2), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(torch.from_numpy(l1), torch.from_numpy(l2), rtol=1e-4, atol=1e-5)
+
+
 def test_finds_weights_in_the_torch_hub_cache(weights_file, tmp_path, monkeypatch):
     path, _ = weights_file
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))

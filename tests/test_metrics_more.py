@@ -71,3 +71,20 @@ def test_collapsed_generator_has_high_precision_but_low_recall_and_coverage():
     p, r = M.precision_recall(real, collapsed)
     d, c = M.density_coverage(real, collapsed)
     assert p > 0.95 and r < 0.2 and c < 0.1
+
+
+def test_classifier_features_do_not_depend_on_the_batch_size():
+    import torch
+
+    from gan_models.classifier import SmallCNN, features_and_logits
+
+    torch.manual_seed(0)
+    model = SmallCNN(1, 10).eval()
+    x = torch.randint(0, 256, (37, 1, 28, 28), dtype=torch.uint8)
+    f1, l1 = features_and_logits(model, x, batch_size=37)
+    f2, l2 = features_and_logits(model, x, batch_size=5)
+    np.testing.assert_allclose(f1, f2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(l1, l2, rtol=1e-5, atol=1e-6)
+    # and FID on them is the same whichever batch size made them
+    ref = M.reference_stats(np.random.default_rng(0).normal(size=(200, f1.shape[1])))
+    assert M.fid(ref, f1) == pytest.approx(M.fid(ref, f2), rel=1e-6)

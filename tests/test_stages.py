@@ -184,3 +184,16 @@ def test_missing_inputs_give_clear_errors(tiny_params, project, tmp_path):
     params = load_params(project / "params.yaml", ["prepare.dataset=mnist", f"prepare.root={tmp_path}"])
     with pytest.raises(DataError, match="set data.download: true|not found under"):
         prepare(params)
+
+
+def test_perceptual_loss_on_the_data_sets_classifier_through_the_train_stage(project):
+    write_params(project / "params.yaml", {
+        **TINY, "train": {**TINY["train"], "steps": 4, "checkpoint_every": 2, "log_every": 2,
+                          "variants": {"perc": {"preset": "dcgan", "z_dim": 8, "generator": {"width": 8},
+                                                "discriminator": {"width": 8},
+                                                "tricks": {"perceptual_weight": 0.5}}}}})
+    params = load_params(project / "params.yaml")
+    prepare(params)
+    train(params, "perc", progress=False)
+    hist = [json.loads(line) for line in (Layout().train_dir("perc") / "history.jsonl").read_text().splitlines()]
+    assert all(h["loss/G_perceptual"] > 0 for h in hist)

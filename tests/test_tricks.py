@@ -153,3 +153,22 @@ def test_acgan_trains_its_auxiliary_head_and_conditioning_needs_labels():
                  labels=torch.arange(40) % 10)
     stats = tr.train_step(measure=True)
     assert stats["loss/D_aux"] > 0 and stats["loss/G_aux"] > 0
+
+
+def test_perceptual_term_matches_closed_form_and_reaches_g():
+    torch.manual_seed(0)
+    spec = V.resolve_spec("x", {"preset": "dcgan", "z_dim": 4, "generator": {"width": 4},
+                                "discriminator": {"width": 4}, "tricks": {"perceptual_weight": 2.0}})
+    gan = V.build("x", spec, V.DataInfo("image", (1, 8, 8), 0))
+    phi = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5)).requires_grad_(False)
+    gan.loss.perceptual_net = phi
+    real, z = torch.rand(6, 1, 8, 8) * 2 - 1, torch.randn(6, 4)
+    gan.D.requires_grad_(False)
+    gan.G.train()
+    stats = gan.loss.accumulate_gradients("G", gan.G, gan.D, _Ctx(real, z))
+    # The term on the same fakes (BatchNorm in train mode: same batch -> same output)
+    expected = (phi(real).mean(0) - phi(gan.G(z)).mean(0)).pow(2).sum()
+    assert stats["loss/G_perceptual"].item() == pytest.approx(expected.item(), rel=1e-5)
+    gan.loss.perceptual_net = None
+    with pytest.raises(ValueError, match="needs a feature network"):
+        gan.loss.accumulate_gradients("G", gan.G, gan.D, _Ctx(real, z))
