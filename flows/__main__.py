@@ -1,6 +1,7 @@
 """Command line: ``python -m flows <command>``.
 
   run                     the whole pipeline as one Prefect flow (tracked in MLflow)
+  check                   validate the settings and inputs, print the resolved variants
   prepare                 stage 1 (the dvc.yaml commands call these directly, without Prefect)
   train    --variant V    stage 2
   select   --variant V    stage 3
@@ -15,6 +16,7 @@ Exit codes: 0 success, 1 a stage failed while working, 2 bad settings or input (
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -61,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
                        ("export", "stage 5: sample grid, single images, arrays, latent walk -> samples/<variant>/")]:
         p = sub.add_parser(name, help=text, description=text)
         _common(p, variant=True)
+    p = sub.add_parser("check", help="validate the settings and inputs, print the resolved variants; do nothing else",
+                       description="Parse and validate the settings file (and overrides) exactly as `run` does, "
+                       "print the resolved spec of every variant, and exit: 0 valid, 2 invalid.")
+    _common(p)
     sub.add_parser("variants", help="list the registered variants (presets) and components",
                    description="List the presets usable as keys of train.variants, and the components "
                    "(generator/discriminator architectures, losses) a variant can compose.")
@@ -104,6 +110,9 @@ def _stage(args: argparse.Namespace) -> dict[str, Any]:
     from tasks.config import load_params
 
     params = load_params(args.params, args.overrides)
+    if args.command == "check":
+        return {"valid": True, "variants": {v: {"steps": params.variant_steps(v), **params.variant_spec(v)}
+                                             for v in params.variant_names}}
     if args.command == "prepare":
         from tasks.prepare import prepare
 
@@ -142,12 +151,33 @@ def _run_flow(args: argparse.Namespace) -> dict[str, Any]:
     from tasks.common import ProjectLock
 
     with ProjectLock():
-        return pipeline(params_file=args.params, overrides=args.overrides)
+        _start_prefect()
+        return pipeline(params_file=args.params, overrides=args.overrides, progress=not args.quiet)
+
+
+def _start_prefect() -> None:
+    """Start Prefect's temporary server (when no PREFECT_API_URL is set) under a lock in
+    PREFECT_HOME: two runs starting at once would otherwise race in its database migration."""
+    import fcntl
+    from pathlib import Path
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_HOME
+
+    home = Path(PREFECT_HOME.value())
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".gan-pipeline-start.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        with get_client(sync_client=True) as client:
+            client.hello()
 
 
 def _print_summary(result: dict[str, Any]) -> None:
-    print("\nPipeline finished.")
+    print("\nPipeline finished." if not result.get("failed") else "\nPipeline finished with failures.")
     for v, stages in result["variants"].items():
+        if v in result.get("failed", {}):
+            print(f"  {v:<14} FAILED: {result['failed'][v]}")
+            continue
         m = stages.get("evaluate", {})
         keys = [k for k in ("fid", "is_mean", "classes_covered", "confident_fraction", "modes_covered",
                             "high_quality_fraction", "reverse_kl") if k in m]
@@ -186,11 +216,17 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            print(f"error: {e.strerror}", file=sys.stderr)
+            return 1
+        raise
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
         return 130
     except Exception as e:
         if type(e).__name__ == "PipelineFailed":
+            _print_summary(e.result)
             print(f"error: the pipeline finished with failures: {e}", file=sys.stderr)
             return 1
         raise

@@ -24,18 +24,23 @@ log = logging.getLogger("flows")
 
 
 class PipelineFailed(RuntimeError):
-    pass
+    """Some variants failed; ``result`` holds what the others produced."""
+
+    def __init__(self, message: str, result: dict[str, Any]):
+        super().__init__(message)
+        self.result = result
 
 
 @flow(name="gan-pipeline", log_prints=True)
-def pipeline(params_file: str = "params.yaml", overrides: list[str] | None = None) -> dict[str, Any]:
+def pipeline(params_file: str = "params.yaml", overrides: list[str] | None = None,
+             progress: bool = True) -> dict[str, Any]:
     """Run every stage for every variant in ``train.variants`` of ``params_file``."""
     overrides = list(overrides or [])
     params = load_params(params_file, overrides)
     n_parallel = max(1, min(params.train.parallel, len(params.variant_names)))
     tracker = Tracker.start(params, params_file, overrides) if params.tracking.enabled else None
     try:
-        result = _run(params, tracker, n_parallel)
+        result = _run(params, tracker, n_parallel, progress)
     except BaseException as e:
         if tracker is not None:
             tracker.finish(None, ok=False, reason=f"{type(e).__name__}: {e}")
@@ -47,11 +52,11 @@ def pipeline(params_file: str = "params.yaml", overrides: list[str] | None = Non
     result["tracking"] = {"uri": tracker.uri, "parent_run_id": tracker.parent_run_id,
                           "child_run_ids": tracker.child_run_ids} if tracker else None
     if result["failed"]:
-        raise PipelineFailed("; ".join(f"{v}: {why}" for v, why in result["failed"].items()))
+        raise PipelineFailed("; ".join(f"{v}: {why}" for v, why in result["failed"].items()), result)
     return result
 
 
-def _run(params: Params, tracker: Tracker | None, n_parallel: int) -> dict[str, Any]:
+def _run(params: Params, tracker: Tracker | None, n_parallel: int, progress: bool) -> dict[str, Any]:
     prepared = prepare_task(params, tracker)
     futures: dict[str, dict[str, Any]] = {}
     # Submitted stage by stage, so that every training run is queued before any task that waits
@@ -59,7 +64,8 @@ def _run(params: Params, tracker: Tracker | None, n_parallel: int) -> dict[str, 
     with ThreadPoolTaskRunner(max_workers=n_parallel) as runner:
         for i, v in enumerate(params.variant_names):
             futures[v] = {"train": runner.submit(
-                train_task, {"params": params, "variant": v, "tracker": tracker, "position": i})}
+                train_task, {"params": params, "variant": v, "tracker": tracker, "position": i,
+                             "progress": progress})}
         for stage, task, upstream in (("select", select_task, "train"), ("evaluate", evaluate_task, "select"),
                                       ("export", export_task, "select")):
             for v in params.variant_names:

@@ -8,6 +8,7 @@ differs, is never loaded.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -48,6 +49,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"no space left on the device while writing {path} ({len(data):,} bytes); "
+                          "the previous version of the file is intact; free some space and rerun the same "
+                          "command (training resumes from its last checkpoint)") from e
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -74,6 +74,13 @@ def load_prepared(layout: Layout) -> Prepared:
         manifest = json.loads(manifest_path.read_text())
     except ValueError as e:
         raise DataError(f"{manifest_path} is corrupt ({e}); rerun python -m flows prepare") from e
+    for rel, expected in manifest.get("outputs", {}).items():
+        f = d / rel
+        if not f.exists():
+            raise DataError(f"{f} is missing from the prepared data; rerun python -m flows prepare")
+        if sha256_file(f) != expected:
+            raise DataError(f"{f} is corrupt or was changed (SHA-256 differs from the manifest); "
+                            "rerun python -m flows prepare")
     tr, he = load_arrays(d / "train.npz"), load_arrays(d / "heldout.npz")
     h = content_hash(tr["x"], tr["y"], he["x"], he["y"])
     if h != manifest.get("content_hash"):

@@ -189,9 +189,36 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = 
         params = Params.model_validate(doc)
     except ValidationError as e:
         raise ConfigError(f"invalid settings in {path}:\n{_format_validation(e)}") from None
+    check_inputs(params)
     if check_variants:
         check_variant_specs(params)
     return params
+
+
+_EMBEDDED_SIZES = {"digits": 1797, "mnist_subset": 5000}
+
+
+def check_inputs(params: Params) -> None:
+    """What can be known about the data before any work: folders exist, the training split is
+    at least one batch."""
+    prep = params.prepare
+    if prep.dataset == "folder" or prep.dataset in ("mnist", "fashion_mnist", "cifar10"):
+        if prep.root is None:
+            raise ConfigError(f"prepare.root is required for prepare.dataset={prep.dataset}: the folder of "
+                              + ("your images" if prep.dataset == "folder" else "the torchvision files"))
+        root = Path(prep.root)
+        if not root.is_dir() and not (prep.download and prep.dataset != "folder"):
+            raise ConfigError(f"prepare.root: {str(root)!r} is not a folder; point it at "
+                              + ("a folder of images" if prep.dataset == "folder" else
+                                 "the torchvision files, or set prepare.download: true when online"))
+    n = prep.n_points if prep.dataset in ("ring", "grid") else _EMBEDDED_SIZES.get(prep.dataset)
+    if n is not None:
+        if prep.max_samples is not None:
+            n = min(n, prep.max_samples)
+        n_train = n - max(1, int(round(n * prep.heldout_fraction)))
+        if n_train < params.train.batch_size:
+            raise ConfigError(f"train.batch_size: {params.train.batch_size} is more than the {n_train} training "
+                              f"samples of {prep.dataset}; lower train.batch_size (or raise prepare.max_samples)")
 
 
 def check_variant_specs(params: Params) -> None:

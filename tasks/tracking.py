@@ -7,7 +7,9 @@ run, because stages run in Prefect's worker threads.  Metric names are hierarchi
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import platform
 import time
@@ -17,6 +19,9 @@ from typing import Any
 
 from .common import code_version
 from .config import Params
+
+
+log = logging.getLogger(__name__)
 
 
 class TrackingError(RuntimeError):
@@ -31,6 +36,43 @@ def tracking_uri(params: Params, root: Path = Path(".")) -> str:
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
     return f"sqlite:///{(root / 'mlflow.db').resolve()}"
+
+
+@contextlib.contextmanager
+def _store_init_lock(uri: str):
+    """Serialise the first use of a sqlite store across processes: two runs creating the same new
+    database at once race in MLflow's schema migration ("table ... already exists")."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    db = Path(uri[len("sqlite:///"):])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".init-lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _experiment_id(client, name: str, uri: str) -> str:
+    """The experiment's id, creating it (next to a sqlite store, artifacts in mlartifacts/).  Two
+    runs may create it at once: the loser of that race reads the winner's."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    artifacts = None
+    if uri.startswith("sqlite:///"):
+        artifacts = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=artifacts)
+    except Exception:
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
 def _unreachable(uri: str, e: Exception) -> str:
@@ -87,7 +129,8 @@ class Tracker:
 
         uri = tracking_uri(params, root)
         try:
-            MlflowClient(uri).search_experiments(max_results=1)
+            with _store_init_lock(uri):  # MLflow creates a new sqlite store's tables on first use
+                MlflowClient(uri).search_experiments(max_results=1)
         except Exception as e:
             raise TrackingError(_unreachable(uri, e)) from None
         return uri
@@ -101,14 +144,8 @@ class Tracker:
         uri = tracking_uri(params, root)
         client = MlflowClient(uri)
         try:
-            exp = client.get_experiment_by_name(params.tracking.experiment)
-            if exp is None:
-                artifacts = None
-                if uri.startswith("sqlite:///"):
-                    artifacts = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
-                exp_id = client.create_experiment(params.tracking.experiment, artifact_location=artifacts)
-            else:
-                exp_id = exp.experiment_id
+            with _store_init_lock(uri):
+                exp_id = _experiment_id(client, params.tracking.experiment, uri)
         except Exception as e:  # connection refused, bad URI, locked database, ...
             raise TrackingError(_unreachable(uri, e)) from None
         tags = {"code_version": code_version(), "params_file": params_file,
@@ -139,15 +176,42 @@ class Tracker:
         for i in range(0, len(items), 100):
             self.client.log_batch(run_id, params=items[i:i + 100])
 
-    # -- per-variant logging -----------------------------------------------------------------
+    # -- per-variant logging: a store that fails mid-run does not fail the stages ----------------
+    offline: bool = False
+
+    def _guard(self, what: str, fn, *args, **kwargs):
+        if self.offline:
+            return None
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            self.offline = True
+            log.warning("MLflow is unreachable (%s while %s: %s). The pipeline goes on; everything stays on "
+                        "disk. To log it once the store is back, rerun the same command: finished stages are "
+                        "skipped and their results are logged from their files.", type(e).__name__, what,
+                        (str(e).splitlines() or [""])[0][:200])
+            return None
+
+    def log_history(self, variant: str, rows: list[dict[str, Any]]) -> None:
+        """Per-step statistics from a history file (what was not logged live)."""
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [Metric(k, float(v), ts, int(r["step"])) for r in rows for k, v in r.items() if k != "step"]
+        for i in range(0, len(items), 900):
+            self._guard("logging the history", self.client.log_batch, self.child_run_ids[variant],
+                        metrics=items[i:i + 900])
+
     def log_data(self, prepared: dict[str, Any]) -> None:
         for run_id in [self.parent_run_id, *self.child_run_ids.values()]:
-            self.client.set_tag(run_id, "data_hash", prepared["content_hash"])
-            self.client.set_tag(run_id, "dataset", prepared["dataset"])
+            self._guard("tagging the data", self.client.set_tag, run_id, "data_hash", prepared["content_hash"])
+            self._guard("tagging the data", self.client.set_tag, run_id, "dataset", prepared["dataset"])
 
     def metric_logger(self, variant: str) -> "BufferedMetrics":
         """A callback for the training loop; call ``flush()`` when training returns."""
-        return BufferedMetrics(self.client, self.child_run_ids[variant])
+        logger = BufferedMetrics(self.client, self.child_run_ids[variant])
+        logger.failed = self.offline
+        return logger
 
     def log_metrics(self, variant: str, metrics: dict[str, float], step: int = 0, prefix: str = "") -> None:
         from mlflow.entities import Metric
@@ -156,24 +220,24 @@ class Tracker:
         items = [Metric(prefix + k, float(v), ts, step) for k, v in metrics.items()
                  if isinstance(v, (int, float)) and not isinstance(v, bool)]
         if items:
-            self.client.log_batch(self.child_run_ids[variant], metrics=items)
+            self._guard("logging metrics", self.client.log_batch, self.child_run_ids[variant], metrics=items)
 
     def log_artifact(self, variant: str | None, path: Path, artifact_path: str | None = None) -> None:
         run_id = self.parent_run_id if variant is None else self.child_run_ids[variant]
         if Path(path).is_dir():
-            self.client.log_artifacts(run_id, str(path), artifact_path)
+            self._guard("logging artifacts", self.client.log_artifacts, run_id, str(path), artifact_path)
         elif Path(path).exists():
-            self.client.log_artifact(run_id, str(path), artifact_path)
+            self._guard("logging an artifact", self.client.log_artifact, run_id, str(path), artifact_path)
 
     def set_tag(self, variant: str | None, key: str, value: str) -> None:
         run_id = self.parent_run_id if variant is None else self.child_run_ids[variant]
-        self.client.set_tag(run_id, key, value)
+        self._guard("setting a tag", self.client.set_tag, run_id, key, value)
 
     def finish(self, variant: str | None, ok: bool, reason: str | None = None) -> None:
         run_id = self.parent_run_id if variant is None else self.child_run_ids[variant]
         if reason:
-            self.client.set_tag(run_id, "failure_reason", reason[:5000])
-        self.client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
+            self._guard("recording the failure", self.client.set_tag, run_id, "failure_reason", reason[:5000])
+        self._guard("closing the run", self.client.set_terminated, run_id, "FINISHED" if ok else "FAILED")
 
 
 class BufferedMetrics:
@@ -185,6 +249,7 @@ class BufferedMetrics:
     def __init__(self, client, run_id: str, interval_s: float = 1.0):
         self.client, self.run_id, self.interval_s = client, run_id, interval_s
         self.pending: list = []
+        self.failed = False
         self.last = time.monotonic()
 
     def __call__(self, step: int, stats: dict[str, float]) -> None:
@@ -196,7 +261,22 @@ class BufferedMetrics:
             self.flush()
 
     def flush(self) -> None:
-        while self.pending:
-            batch, self.pending = self.pending[:self.MAX_BATCH], self.pending[self.MAX_BATCH:]
-            self.client.log_batch(self.run_id, metrics=batch)
+        """Send what is pending.  A tracking store that fails mid-run does not stop training: the
+        statistics stay in the stage's history.jsonl, and the user is told once; after a failure
+        nothing more is sent (each try could wait for a timeout)."""
+        if self.failed:
+            self.pending = []
+            return
+        try:
+            while self.pending:
+                batch = self.pending[:self.MAX_BATCH]
+                self.client.log_batch(self.run_id, metrics=batch)
+                self.pending = self.pending[self.MAX_BATCH:]
+        except Exception as e:
+            if not self.failed:
+                log.warning("MLflow logging failed (%s: %s); training goes on. Every statistic is also in "
+                            "models/<variant>/train/history.jsonl; checkpoints and metrics stay on disk.",
+                            type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")
+            self.failed = True
+            self.pending = []
         self.last = time.monotonic()

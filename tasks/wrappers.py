@@ -8,6 +8,7 @@ returns at once when its recorded fingerprint (settings + input hashes) and outp
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from prefect import task
@@ -47,16 +48,20 @@ def _transient(task, task_run, state) -> bool:
 
 @task(name="train", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, retry_condition_fn=_transient,
       task_run_name="train-{variant}")
-def train_task(params: Params, variant: str, tracker: Tracker | None, position: int = 0,
+def train_task(params: Params, variant: str, tracker: Tracker | None, position: int = 0, progress: bool = True,
                layout: Layout = Layout()) -> dict[str, Any]:
     on_log = tracker.metric_logger(variant) if tracker is not None else None
     try:
-        summary = _train.train(params, variant, layout, on_log=on_log, position=position)
+        summary = _train.train(params, variant, layout, on_log=on_log, position=position, progress=progress)
     finally:
         if on_log is not None:
             on_log.flush()  # what was logged before a failure is kept too
     if tracker is not None:
         d = layout.train_dir(variant)
+        # Statistics this run did not log live (training was up to date, or resumed): from the file.
+        live_from = summary["steps"] - summary["steps_trained"]
+        rows = [json.loads(line) for line in (d / "history.jsonl").read_text().splitlines()]
+        tracker.log_history(variant, [r for r in rows if r["step"] <= live_from])
         if summary["steps_trained"]:
             tracker.log_metrics(variant, {"train/seconds": summary["seconds"],
                                           "train/steps_per_second": summary["steps_per_second"]})

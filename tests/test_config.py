@@ -83,9 +83,15 @@ _paths = st.sampled_from(["seed", "train.steps", "train.batch_size", "train.vari
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=_paths, value=_values)
-def test_generated_documents_are_accepted_or_refused_cleanly(tmp_path, path, value):
-    """Any document is either valid or refused with ConfigError: never another exception."""
-    try:
-        _load(tmp_path, _with(path, value))
-    except ConfigError as e:
-        assert str(e).strip()
+def test_generated_documents_are_accepted_or_refused_cleanly(tmp_path, path, value, capsys):
+    """Through the command line: any document is either valid (exit 0) or refused with exit code
+    2 and one `error:` message, never a traceback."""
+    from flows.__main__ import main
+
+    doc_path = write_params(tmp_path / "p.yaml", _with(path, value))
+    code = main(["check", "--params", str(doc_path)])
+    err = capsys.readouterr().err
+    assert code in (0, 2)
+    if code == 2:
+        assert err.startswith("error: ") and len(err.strip()) > len("error: ")
+    assert "Traceback" not in err

@@ -95,3 +95,110 @@ def test_unreachable_tracking_server_fails_fast_before_any_work(project):
     assert "--set tracking.enabled=false" in proc.stderr and "Traceback" not in proc.stderr
     assert time.time() - t < 120
     assert not (project / "data").exists() and not (project / "models").exists()
+
+
+def test_divergence_fails_that_variant_only_with_the_reason_in_mlflow(tmp_path, isolated_stores):
+    from mlflow.tracking import MlflowClient
+
+    from conftest import cli, copy_project
+
+    params = {**TINY, "train": {**TINY["train"], "variants": {
+        "mlp": TINY["train"]["variants"]["mlp"],
+        "boom": {"preset": "mlp", "lr_g": 1e30, "lr_d": 1e30, "z_dim": 8, "generator": {"hidden": [32]},
+                 "discriminator": {"hidden": [32]}}}}}
+    proj = copy_project(tmp_path / "proj", params)
+    uri = f"sqlite:///{isolated_stores / 'div.db'}"
+    proc = cli("run", "--quiet", cwd=proj, env={"MLFLOW_TRACKING_URI": uri})
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "boom           FAILED: train failed: DivergenceError: training diverged at step 5" in proc.stdout
+    assert (proj / "metrics" / "mlp.json").exists() and not (proj / "metrics" / "boom.json").exists()
+    client = MlflowClient(uri)
+    runs = {r.data.tags.get("variant"): r for r in client.search_runs([client.get_experiment_by_name("tests").experiment_id])}
+    assert runs["boom"].info.status == "FAILED"
+    assert "diverged at step 5: loss/D is not finite" in runs["boom"].data.tags["failure_reason"]
+    assert runs["mlp"].info.status == "FINISHED" and "fid" in runs["mlp"].data.metrics
+    assert runs[None].info.status == "FAILED"  # the parent run
+
+
+def _mount_tmpfs(path, size):
+    path.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def test_disk_full_during_training_keeps_the_last_good_checkpoint(project, monkeypatch):
+    """A real size-limited filesystem (tmpfs) under models/ where the machine allows mounting;
+    otherwise the ENOSPC error is injected at the write."""
+    import errno
+
+    from tasks.common import Layout
+    from tasks.config import load_params
+    from tasks.prepare import prepare
+    from tasks.train import train
+
+    write_params(project / "params.yaml", {**TINY, "train": {**TINY["train"], "steps": 40, "checkpoint_every": 5,
+                                                             "variants": {"mlp": {"z_dim": 8}}}})
+    params = load_params(project / "params.yaml")
+    prepare(params)
+    mounted = _mount_tmpfs(project / "models", "1m")
+    try:
+        if not mounted:
+            real_fsync, calls = os.fsync, []
+
+            def failing_fsync(fd):
+                calls.append(fd)
+                if len(calls) > 4:  # two checkpoints (+ index each) fit
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                real_fsync(fd)
+            monkeypatch.setattr(os, "fsync", failing_fsync)
+        with pytest.raises(OSError, match="no space left on the device while writing .*models/mlp/train") as e:
+            train(params, "mlp", progress=False)
+        assert e.value.errno == errno.ENOSPC
+        d = Layout().train_dir("mlp")
+        entries = ck.read_index(d)
+        assert entries, "no checkpoint fitted at all"
+        for entry in entries:  # every recorded checkpoint is complete and verifies
+            ck.load_checkpoint(d / entry["file"], entry["sha256"])
+        assert not list(d.glob(".*tmp*")), "a temporary file was left behind"
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(project / "models")], check=False)
+
+
+def test_two_clones_running_at_once_share_one_mlflow_store(tmp_path, isolated_stores):
+    from mlflow.tracking import MlflowClient
+
+    from conftest import copy_project
+
+    params = {**TINY, "train": {**TINY["train"], "variants": {"mlp": TINY["train"]["variants"]["mlp"]}}}
+    uri = f"sqlite:///{isolated_stores / 'shared.db'}"
+    env = {**_env(), "MLFLOW_TRACKING_URI": uri}
+    clones = [copy_project(tmp_path / name, params) for name in ("a", "b")]
+    procs = [subprocess.Popen([sys.executable, "-m", "flows", "run", "--quiet"], cwd=c, env={**env, "PYTHONPATH": str(c)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in clones]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)  # 2 parents + 2 children
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert [r.data.metrics["fid"] for r in children][0] == pytest.approx(children[1].data.metrics["fid"], rel=1e-12)
+
+
+def test_tracking_failure_mid_run_does_not_stop_training(caplog):
+    from tasks.tracking import BufferedMetrics
+
+    class Dropped:
+        calls = 0
+
+        def log_batch(self, run_id, metrics):
+            Dropped.calls += 1
+            raise ConnectionError("server went away")
+
+    logger = BufferedMetrics(Dropped(), "run", interval_s=0.0)
+    for step in range(1, 4):
+        logger(step, {"loss/D": 1.0})  # must not raise
+    logger.flush()
+    assert logger.failed and Dropped.calls == 1  # told once, then stops trying
+    assert "history.jsonl" in caplog.text
