@@ -88,14 +88,14 @@ class MLPGenerator(nn.Module):
     """z (+ one-hot y) -> [Linear -> LeakyReLU(0.2)] * len(hidden) -> Linear -> out act -> data_shape."""
 
     def __init__(self, z_dim: int, data_shape: Sequence[int], hidden: Sequence[int] = (256,),
-                 out_activation: str = "tanh", n_classes: int = 0, slope: float = 0.2):
+                 out_activation: str = "tanh", n_classes: int = 0, slope: float = 0.2, batchnorm: bool = False):
         super().__init__()
         self.z_dim, self.n_classes = z_dim, n_classes
         self.data_shape = tuple(data_shape)
         layers: list[nn.Module] = []
         width = z_dim + n_classes
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.LeakyReLU(slope)]
+        for h in hidden:  # Linear [-> BatchNorm] -> LeakyReLU (slope 0: ReLU)
+            layers += [nn.Linear(width, h)] + ([nn.BatchNorm1d(h)] if batchnorm else []) + [nn.LeakyReLU(slope)]
             width = h
         layers += [nn.Linear(width, math.prod(self.data_shape)), _out_activation(out_activation)]
         self.net = nn.Sequential(*layers)

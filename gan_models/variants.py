@@ -205,9 +205,10 @@ def _sn(module: nn.Module, on: bool) -> nn.Module:
     return _spectral_norm(module) if on else module
 
 
-def _mlp_generator(z_dim, data_shape, out_activation, n_classes, hidden: list = (256,)):
+def _mlp_generator(z_dim, data_shape, out_activation, n_classes, hidden: list = (256,), batchnorm: bool = False,
+                   slope: float = 0.2):
     return networks.MLPGenerator(z_dim, data_shape, hidden=list(hidden), out_activation=out_activation,
-                                 n_classes=n_classes)
+                                 n_classes=n_classes, batchnorm=batchnorm, slope=slope)
 
 
 def _mlp_discriminator(data_shape, n_classes, aux_classes, hidden: list = (256,), spectral_norm: bool = False,

@@ -198,6 +198,25 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = 
 _EMBEDDED_SIZES = {"digits": 1797, "mnist_subset": 5000}
 
 
+def _check_images(root: Path) -> int:
+    """Every image under ``root`` opens (header and structure checked by PIL); returns the count."""
+    from PIL import Image
+
+    from gan_models.data import IMAGE_SUFFIXES
+
+    files = [p for p in sorted(root.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    if not files:
+        raise ConfigError(f"prepare.root: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {str(root)!r}")
+    for p in files:
+        try:
+            with Image.open(p) as im:
+                im.verify()
+        except Exception as e:
+            raise ConfigError(f"prepare.root: cannot read image {str(p)!r} ({type(e).__name__}: {e}); "
+                              "remove or fix the file") from None
+    return len(files)
+
+
 def check_inputs(params: Params) -> None:
     """What can be known about the data before any work: folders exist, the training split is
     at least one batch."""
@@ -212,6 +231,8 @@ def check_inputs(params: Params) -> None:
                               + ("a folder of images" if prep.dataset == "folder" else
                                  "the torchvision files, or set prepare.download: true when online"))
     n = prep.n_points if prep.dataset in ("ring", "grid") else _EMBEDDED_SIZES.get(prep.dataset)
+    if prep.dataset == "folder":
+        n = _check_images(Path(prep.root))
     if n is not None:
         if prep.max_samples is not None:
             n = min(n, prep.max_samples)

@@ -136,3 +136,13 @@ def test_class_histogram_metrics():
     hist = np.array([3, 1, 2]) / 6  # argmax of a tie is the first index: sample 5 -> class 1
     hist = np.array([3, 2, 1]) / 6
     assert m["kl_class_hist"] == pytest.approx(float((hist * np.log(hist * 3)).sum()), rel=1e-12)
+
+
+def test_fid_of_a_collapsed_generator_is_finite_and_exact():
+    # Every generated sample identical: zero covariance. FID = |mu_r - x|^2 + tr(Sigma_r).
+    rng = np.random.default_rng(5)
+    real = rng.normal(size=(300, 6))
+    fake = np.tile(rng.normal(size=(1, 6)), (50, 1))
+    ref = M.reference_stats(real)
+    expected = float(((ref.mu - fake[0]) ** 2).sum() + np.trace(ref.sigma))
+    assert M.fid(ref, fake) == pytest.approx(expected, rel=1e-9)

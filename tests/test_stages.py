@@ -125,6 +125,10 @@ def test_corrupt_checkpoint_is_skipped_and_never_selected(tiny_params, project):
     assert s["best_step"] == 10
     rec = json.loads((Layout().selected_dir("mlp") / "selection.json").read_text())
     assert "corrupt" in rec["candidates"][1]["invalid"]
+    # Training falls back to the previous good checkpoint: a rerun redoes steps 11..20.
+    again = train(tiny_params, "mlp", progress=False)
+    assert again["steps_trained"] == 10
+    ck.load_checkpoint(d / "step_0000020.pt", ck.read_index(d)[-1]["sha256"])  # whole again
 
 
 def test_checkpoints_load_without_unpickling_code(tmp_path):
@@ -173,8 +177,10 @@ def test_folder_data_set_with_class_subfolders(project):
     m = json.loads((project / "data/prepared/manifest.json").read_text())
     assert m["classes"] == ["cats", "dogs"] and m["shape"] == [3, 8, 8] and m["labelled"]
     (project / "imgs" / "cats" / "broken.png").write_bytes(b"not a png")
-    with pytest.raises(DataError, match="cannot read image .*broken.png"):
-        prepare(load_params(project / "params.yaml", ["prepare.max_samples=20"]))
+    from tasks.config import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot read image .*broken.png"):  # refused before any work
+        load_params(project / "params.yaml", ["prepare.max_samples=20"])
 
 
 def test_missing_inputs_give_clear_errors(tiny_params, project, tmp_path):
