@@ -3,7 +3,7 @@
 A checkpoint is a dict of plain types and tensors (so it loads with ``weights_only=True``, which
 cannot run code from the file).  Each checkpoint directory keeps an ``index.json`` listing every
 complete checkpoint with its step and SHA-256; a file that is not in the index, or whose hash
-differs, is never loaded.
+differs, is never loaded (the train stage then falls back to the previous good one).
 """
 
 from __future__ import annotations
@@ -110,18 +110,3 @@ def load_checkpoint(path: str | os.PathLike, expected_sha256: str | None = None,
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a checkpoint of this pipeline (format {FORMAT!r} expected)")
     return ckpt
-
-
-def latest_valid(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """The newest checkpoint in ``directory`` whose hash verifies, with its index entry.
-
-    Corrupt ones are skipped (with a warning) so training falls back to the previous good one.
-    """
-    import warnings
-
-    for entry in reversed(read_index(directory)):
-        try:
-            return load_checkpoint(Path(directory) / entry["file"], entry["sha256"]), entry
-        except CheckpointError as e:
-            warnings.warn(f"skipping bad checkpoint: {e}", stacklevel=2)
-    return None

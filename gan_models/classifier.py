@@ -58,9 +58,10 @@ def train_classifier(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int 
 
 
 @torch.no_grad()
-def features_and_logits(model: SmallCNN, x: np.ndarray | torch.Tensor,
+def features_and_logits(model: nn.Module, x: np.ndarray | torch.Tensor,
                         batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
-    """Features (N, 128) and logits (N, K) in float64; ``x`` uint8 or float in [-1, 1]."""
+    """Features and logits in float64 of any network returning ``(features, logits)`` (the
+    classifier, the FID Inception), batch by batch; ``x`` uint8 or float in [-1, 1]."""
     model.eval()
     xt = torch.as_tensor(x)
     feats, logits = [], []

@@ -58,18 +58,10 @@ def _inception(prepared_dir: Path, weights: str | None = None, url: str | None =
     """The FID Inception-v3 (pytorch-fid / torch-fidelity): 2048-d pool3 features, 1008 logits."""
     from .inception import load_fid_inception
 
+    from .classifier import features_and_logits
+
     model = load_fid_inception(weights, url)
-
-    @torch.no_grad()
-    def fn(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        feats, logits = [], []
-        for i in range(0, len(x), batch_size):
-            f, lg = model(to_model_range(x[i:i + batch_size]))
-            feats.append(f.double())
-            logits.append(lg.double())
-        return torch.cat(feats).numpy(), torch.cat(logits).numpy()
-
-    return Extractor("inception", fn)
+    return Extractor("inception", lambda x: features_and_logits(model, x, batch_size=batch_size))
 
 
 EXTRACTORS: Registry[Callable[..., Extractor]] = Registry("feature extractor")

@@ -80,6 +80,7 @@ class Trainer:
         self.data = data
         self.batch_size = batch_size
         self.step = 0
+        self._progressive: list[nn.Module] | None = None  # modules with set_progress, found on first use
         self.rng = torch.Generator().manual_seed(seed)  # data order and noise
         # Fixed probes for the diagnostics, from their own generator so they consume nothing.
         probe = torch.Generator().manual_seed(seed + 1)
@@ -119,11 +120,12 @@ class Trainer:
 
     def _set_progress(self, steps: int) -> None:
         """Networks that change with training progress (progressive growing) get step / total."""
+        if self._progressive is None:
+            nets = [m for m in (self.G, self.D, self.G_ema) if m is not None]
+            self._progressive = [sub for m in nets for sub in m.modules() if hasattr(sub, "set_progress")]
         p = min(1.0, self.step / max(1, steps))
-        for m in (self.G, self.D, self.G_ema):
-            for sub in m.modules() if m is not None else ():
-                if hasattr(sub, "set_progress"):
-                    sub.set_progress(p)
+        for sub in self._progressive:
+            sub.set_progress(p)
 
     @torch.no_grad()
     def _update_ema(self) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from gan_models import images as I
+from gan_models.data import save_arrays
 from gan_models.training import balanced_labels, generate
 from gan_models.variants import generator_from_checkpoint
 
@@ -50,15 +51,11 @@ def export(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
     files = []
     title = f"{variant} (step {ckpt['step']})"
     if prep.info.kind == "points":
-        from gan_models.data import save_arrays
-
         save_arrays(out / "samples.npz", x=x[:cfg.n_array].numpy(), z=z[:cfg.n_array].numpy())
         I.scatter_png(out / "scatter.png", prep.held_x, x[:cfg.n_array].numpy(),
                       np.asarray(prep.manifest["centers"]), title)
         files += [out / "samples.npz", out / "scatter.png"]
     else:
-        from gan_models.data import save_arrays
-
         scale = max(1, 64 // prep.info.shape[-1])  # small images are shown enlarged
         I.save_png(out / "grid.png", I.grid(x[:cfg.grid_size]), scale=scale)
         for stale in (out / "images").glob("*.png") if (out / "images").exists() else []:
