@@ -212,3 +212,20 @@ def test_perceptual_loss_on_the_data_sets_classifier_through_the_train_stage(pro
     train(params, "perc", progress=False)
     hist = [json.loads(line) for line in (Layout().train_dir("perc") / "history.jsonl").read_text().splitlines()]
     assert all(h["loss/G_perceptual"] > 0 for h in hist)
+
+
+def test_selection_never_picks_a_diverged_checkpoint(tiny_params, project):
+    prepare(tiny_params)
+    train(tiny_params, "mlp", progress=False)
+    d = Layout().train_dir("mlp")
+    # Rewrite step 10 as a diverged checkpoint (NaN weights), recorded properly in the index.
+    entry = ck.read_index(d)[0]
+    bad = ck.load_checkpoint(d / entry["file"], entry["sha256"])
+    for k in bad["G"]:
+        bad["G"][k] = torch.full_like(bad["G"][k], float("nan"))
+    (d / entry["file"]).unlink()
+    ck.save_checkpoint(d, 10, {k: v for k, v in bad.items() if k not in ("format", "step")})
+    s = select(tiny_params, "mlp")
+    rec = json.loads((Layout().selected_dir("mlp") / "selection.json").read_text())
+    assert s["best_step"] == 20
+    assert "NaN" in rec["candidates"][0]["invalid"]
