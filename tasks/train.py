@@ -38,9 +38,9 @@ def train(params: Params, variant: str, layout: Layout = Layout(), *,
     cfg = params.train
     device = resolve_device(cfg.device)
     out = layout.train_dir(variant)
-    # Everything that changes the weights or the set of checkpoint files; not `steps`, so a
-    # longer run continues where a shorter one stopped.
-    resume_fp = fingerprint("train", spec, cfg.batch_size, cfg.checkpoint_every, params.seed,
+    # Everything that changes the weights or the files (checkpoints, logged history); not `steps`,
+    # so a longer run continues where a shorter one stopped.
+    resume_fp = fingerprint("train", spec, cfg.batch_size, cfg.checkpoint_every, cfg.log_every, params.seed,
                             prep.data_hash, str(device), threads)
     done_fp = fingerprint(resume_fp, steps)
     if up_to_date(out / "run.json", done_fp):
