@@ -110,3 +110,18 @@ def load_checkpoint(path: str | os.PathLike, expected_sha256: str | None = None,
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a checkpoint of this pipeline (format {FORMAT!r} expected)")
     return ckpt
+
+
+def prune_checkpoints(directory: str | os.PathLike, keep) -> list[dict[str, Any]]:
+    """Keep the index entries for which ``keep(entry)`` is true: rewrite the index first, then
+    delete the other files (a crash in between leaves only unlisted files, never listed ones
+    missing).  Returns the kept entries."""
+    directory = Path(directory)
+    entries = read_index(directory)
+    kept = [e for e in entries if keep(e)]
+    if len(kept) != len(entries):
+        atomic_write_json(directory / INDEX, {"format": FORMAT, "checkpoints": kept})
+        for e in entries:
+            if e not in kept:
+                (directory / e["file"]).unlink(missing_ok=True)
+    return kept

@@ -88,9 +88,14 @@ def primary_metric(kind: str, configured: str) -> str:
     return configured
 
 
-def sort_key(metric: str, scores: dict[str, float]) -> tuple[float, ...]:
-    """Smaller is better."""
+def headline_key(metric: str, kind: str) -> str:
+    """The score a selection metric ranks by first: fid (fid_points for 2D data) or modes_covered."""
     if metric == "fid":
-        return (scores["fid"] if "fid" in scores else scores["fid_points"],)
-    return (-scores["modes_covered"], -scores["high_quality_fraction"])
+        return "fid" if kind == "image" else "fid_points"
+    return "modes_covered"
 
+
+def sort_key(metric: str, kind: str, scores: dict[str, float]) -> tuple[float, ...]:
+    """Smaller is better: lowest FID, or most modes covered then most high-quality samples."""
+    value = scores[headline_key(metric, kind)]
+    return (value,) if metric == "fid" else (-value, -scores["high_quality_fraction"])

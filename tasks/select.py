@@ -18,7 +18,7 @@ from gan_models.variants import generator_from_checkpoint
 
 from .common import Layout, configure_threads, fingerprint, load_prepared, up_to_date, write_record
 from .config import Params
-from .scoring import Scorer, primary_metric, sort_key
+from .scoring import Scorer, headline_key, primary_metric, sort_key
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +55,11 @@ def select(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
     if not valid:
         raise RuntimeError(f"no checkpoint of {variant} in {train_dir} can be scored (all diverged or corrupt); "
                            "see the warnings above")
-    best = min(valid, key=lambda c: (sort_key(metric, c["scores"]), -c["step"]))
+    best = min(valid, key=lambda c: (sort_key(metric, prep.info.kind, c["scores"]), -c["step"]))
 
     out.mkdir(parents=True, exist_ok=True)
     ck.atomic_write_bytes(out / "best.pt", (train_dir / best["file"]).read_bytes())
-    shown = "fid" if metric == "fid" else "modes_covered"
-    shown_key = shown if prep.info.kind == "image" or shown != "fid" else "fid_points"
+    shown_key = headline_key(metric, prep.info.kind)
     score_png(out / "selection.png", [c["step"] for c in valid],
               [c["scores"][shown_key] for c in valid], best["step"], f"{shown_key} (held-out, {cfg.n_samples} samples)",
               f"{variant}: checkpoint selection")

@@ -117,11 +117,7 @@ def _resume(trainer: Trainer, out: Path, resume_fp: str, steps: int) -> list[dic
         shutil.rmtree(out)
         return []
     trainer.load_state_dict(found)
-    keep = [e for e in entries if e["step"] <= trainer.step]
-    for e in entries:
-        if e not in keep:
-            (out / e["file"]).unlink(missing_ok=True)
-    ck.atomic_write_json(out / ck.INDEX, {"format": ck.FORMAT, "checkpoints": keep})
+    ck.prune_checkpoints(out, lambda e: e["step"] <= trainer.step)
     history = []
     if (out / "history.jsonl").exists():
         history = [h for h in map(json.loads, (out / "history.jsonl").read_text().splitlines())
@@ -133,13 +129,7 @@ def _resume(trainer: Trainer, out: Path, resume_fp: str, steps: int) -> list[dic
 def _prune_off_grid(out: Path, every: int, steps: int) -> None:
     """Drop checkpoints left off the ``checkpoint_every`` grid by an earlier, shorter run, so the
     files are those of an uninterrupted run."""
-    entries = ck.read_index(out)
-    keep = [e for e in entries if e["step"] % every == 0 or e["step"] == steps]
-    if len(keep) != len(entries):
-        ck.atomic_write_json(out / ck.INDEX, {"format": ck.FORMAT, "checkpoints": keep})
-        for e in entries:
-            if e not in keep:
-                (out / e["file"]).unlink(missing_ok=True)
+    ck.prune_checkpoints(out, lambda e: e["step"] % every == 0 or e["step"] == steps)
 
 
 def _write_history(out: Path, history: list[dict[str, Any]]) -> None:
