@@ -5,6 +5,15 @@ a fresh real batch.  The loop knows nothing about variants: the loss object deci
 penalties and clipping.  All randomness comes from one seeded ``torch.Generator`` (data order,
 noise) and torch's global RNG (dropout, penalty interpolation), and both are in
 ``state_dict()``, so a run resumed from a checkpoint continues bit for bit on the CPU.
+
+Data-parallel training (``torchrun``, one process per GPU or CPU worker): when a
+``torch.distributed`` process group is initialised, every rank draws the same global batch from
+the same generator and trains on its own contiguous share; gradients are averaged with one
+``all_reduce`` per network and update, the way stylegan2-ada-pytorch's loop does it.  The
+``DistributedDataParallel`` wrapper is not used because a GAN step runs D several times before
+one backward (real, fake, gradient penalty through ``autograd.grad``), which its reducer does
+not support.  For layers without batch statistics the averaged gradient equals the one-process
+gradient of the whole batch.
 """
 
 from __future__ import annotations
@@ -46,6 +55,35 @@ def _grad_norm(module: nn.Module) -> float:
     return float(torch.nn.utils.get_total_norm(grads, 2.0))
 
 
+def _world() -> tuple[int, int]:
+    """(rank, world size) of the initialised process group, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _average_gradients(module: nn.Module, world: int) -> None:
+    """All-reduce the gradients of ``module`` across ranks, averaged (one flat buffer)."""
+    import torch.distributed as dist
+
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        return
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.flatten() for p in params])
+    dist.all_reduce(flat)
+    flat.div_(world)
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad.copy_(flat[offset:offset + n].view_as(p))
+        offset += n
+
+
 def _mean_pairwise_distance(x: torch.Tensor) -> float:
     flat = x.flatten(1).double()
     d = torch.cdist(flat, flat)
@@ -68,6 +106,13 @@ class Trainer:
             raise ValueError(f"tricks.pack={pack} needs a batch size that is a multiple of it, got {batch_size}")
         if gan.n_classes and labels is None:
             raise ValueError(f"variant {gan.name!r} is conditional and needs class labels")
+        self.rank, self.world = _world()
+        if batch_size % self.world:
+            raise ValueError(f"the batch size {batch_size} must be a multiple of the number of processes "
+                             f"{self.world}: each trains on an equal share")
+        if (batch_size // self.world) % pack:
+            raise ValueError(f"tricks.pack={pack} needs each process's share of the batch "
+                             f"({batch_size // self.world}) to be a multiple of it")
         self.gan = gan
         self.labels = labels if gan.n_classes else None
         # EMA of G's weights (sampling uses it when kept): a copy updated after every G step.
@@ -76,6 +121,11 @@ class Trainer:
         self.G = gan.G.to(self.device)
         self.D = gan.D.to(self.device)
         self.loss = gan.loss
+        if self.world > 1:  # identical seeds give identical weights already; make sure of it
+            import torch.distributed as dist
+
+            for t in [*self.G.state_dict().values(), *self.D.state_dict().values()]:
+                dist.broadcast(t, src=0)
         self.opt_g, self.opt_d = gan.make_optimizers()
         self.data = data
         self.batch_size = batch_size
@@ -111,10 +161,16 @@ class Trainer:
 
     # -- one step ----------------------------------------------------------------------------
     def batch(self) -> Batch:
-        """A fresh real batch (with its labels), noise, and the labels G is asked to draw."""
+        """A fresh real batch (with its labels), noise, and the labels G is asked to draw.  With
+        several processes, every one draws the same global batch and keeps its own share."""
         idx = torch.randint(self.data.shape[0], (self.batch_size,), generator=self.rng)
+        z = torch.randn(self.batch_size, self.gan.z_dim, generator=self.rng)
+        if self.world > 1:
+            share = self.batch_size // self.world
+            idx = idx[self.rank * share:(self.rank + 1) * share]
+            z = z[self.rank * share:(self.rank + 1) * share]
         real = to_model_range(self.data[idx]).to(self.device)
-        z = torch.randn(self.batch_size, self.gan.z_dim, generator=self.rng).to(self.device)
+        z = z.to(self.device)
         y = self.labels[idx].to(self.device) if self.labels is not None else None
         return Batch(real, y, z, y)
 
@@ -145,6 +201,8 @@ class Trainer:
         for _ in range(loss.d_steps):
             self.opt_d.zero_grad(set_to_none=True)
             stats.update(loss.accumulate_gradients("D", G, D, self))
+            if self.world > 1:
+                _average_gradients(D, self.world)
             if measure:
                 stats["grad_norm/D"] = _grad_norm(D)
             self.opt_d.step()
@@ -152,6 +210,8 @@ class Trainer:
         D.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
         self.opt_g.zero_grad(set_to_none=True)
         stats.update(loss.accumulate_gradients("G", G, D, self))
+        if self.world > 1:
+            _average_gradients(G, self.world)
         if measure:
             stats["grad_norm/G"] = _grad_norm(G)
         self.opt_g.step()

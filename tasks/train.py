@@ -4,12 +4,16 @@ Writes ``models/<variant>/train/`` (a persistent DVC out): ``step_XXXXXXX.pt`` c
 their ``index.json``, ``history.jsonl`` (the logged statistics), ``dynamics.png`` and, last,
 ``run.json``.  Rerunning continues from the newest valid checkpoint made with the same settings;
 with nothing to do it returns at once.
+
+Launched by ``torchrun`` (``WORLD_SIZE`` > 1), it trains data-parallel: one process per GPU
+(NCCL) or per CPU worker (gloo); rank 0 alone writes files.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -28,20 +32,53 @@ from .config import Params
 log = logging.getLogger(__name__)
 
 
+def _distributed(device_setting: str) -> tuple[int, int, torch.device | None]:
+    """Join the process group when launched by torchrun: (rank, world size, this rank's device)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, None
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = device_setting != "cpu" and torch.cuda.is_available()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    device = torch.device(f"cuda:{local}") if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    return dist.get_rank(), dist.get_world_size(), device
+
+
 def train(params: Params, variant: str, layout: Layout = Layout(), *,
           on_log: Callable[[int, dict[str, float]], None] | None = None,
           progress: bool = True, position: int | None = None) -> dict[str, Any]:
-    threads = configure_threads(params.train.threads, params.train.parallel)
+    cfg = params.train
+    rank, world, dist_device = _distributed(cfg.device)
+    try:
+        return _train(params, variant, layout, on_log=on_log, progress=progress and rank == 0,
+                      position=position, rank=rank, world=world, dist_device=dist_device)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bool, position: int | None,
+           rank: int, world: int, dist_device: torch.device | None) -> dict[str, Any]:
+    cfg = params.train
+    # Each process gets its share of the cores (torchrun runs `world` of them on this machine).
+    threads = configure_threads(cfg.threads, cfg.parallel * world)
     prep = load_prepared(layout)
     spec = params.variant_spec(variant)
     steps = params.variant_steps(variant)
-    cfg = params.train
-    device = resolve_device(cfg.device)
+    device = dist_device or resolve_device(cfg.device)
     out = layout.train_dir(variant)
     # Everything that changes the weights or the files (checkpoints, logged history); not `steps`,
     # so a longer run continues where a shorter one stopped.
     resume_fp = fingerprint("train", spec, cfg.batch_size, cfg.checkpoint_every, cfg.log_every, params.seed,
-                            prep.data_hash, str(device), threads)
+                            prep.data_hash, str(device), threads, *([f"world={world}"] if world > 1 else []))
     done_fp = fingerprint(resume_fp, steps)
     if up_to_date(out / "run.json", done_fp):
         log.info("train %s: up to date (%d steps)", variant, steps)
@@ -56,14 +93,19 @@ def train(params: Params, variant: str, layout: Layout = Layout(), *,
     labels = torch.from_numpy(prep.train_y) if prep.info.n_classes else None
     trainer = Trainer(gan, torch.from_numpy(prep.train_x), batch_size=cfg.batch_size, seed=params.seed,
                       device=device, labels=labels)
-    history = _resume(trainer, out, resume_fp, steps)
-    (out / "run.json").unlink(missing_ok=True)  # the record is written again only when training completes
-    out.mkdir(parents=True, exist_ok=True)
+    history = _resume(trainer, out, resume_fp, steps, world)
+    if rank == 0:
+        (out / "run.json").unlink(missing_ok=True)  # written again only when training completes
+        out.mkdir(parents=True, exist_ok=True)
 
     meta = {"variant": variant, "spec": spec, "fingerprint": resume_fp, "seed": params.seed,
-            "train": {"batch_size": cfg.batch_size, "steps": steps, "device": str(device)},
+            "train": {"batch_size": cfg.batch_size, "steps": steps, "device": str(device), "processes": world},
             "data": {"hash": prep.data_hash, "kind": prep.info.kind, "shape": list(prep.info.shape),
                      "n_classes": prep.info.n_classes, "dataset": prep.manifest["dataset"]}}
+
+    if rank != 0:  # the other processes train and write nothing
+        trainer.run(steps, log_every=cfg.log_every, progress=False)
+        return {"variant": variant, "steps": steps, "rank": rank}
 
     def logged(step: int, stats: dict[str, float]) -> None:
         history.append({"step": step, **stats})
@@ -89,11 +131,30 @@ def train(params: Params, variant: str, layout: Layout = Layout(), *,
     return _summary(out, seconds=seconds, steps_done=steps - start)
 
 
-def _resume(trainer: Trainer, out: Path, resume_fp: str, steps: int) -> list[dict[str, Any]]:
+def _resume(trainer: Trainer, out: Path, resume_fp: str, steps: int, world: int = 1) -> list[dict[str, Any]]:
     """Load the newest valid checkpoint at or before ``steps`` made with the same settings; drop
-    later ones.  Anything made with other settings is removed.  Returns the logged history."""
+    later ones.  Anything made with other settings is removed.  Returns the logged history.
+    With several processes every rank loads the same checkpoint before rank 0 cleans up."""
+    found, entries = _find_resume(out, resume_fp, steps)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+        if trainer.rank != 0:
+            if found is not None:
+                trainer.load_state_dict(found)
+            dist.barrier()
+            return []
+    try:
+        return _clean_and_load(trainer, out, found, entries)
+    finally:
+        if world > 1:
+            dist.barrier()
+
+
+def _find_resume(out: Path, resume_fp: str, steps: int) -> tuple[dict[str, Any] | None, list]:
     if not out.exists():
-        return []
+        return None, []
     try:
         entries = ck.read_index(out)
     except ck.CheckpointError as e:
@@ -111,6 +172,12 @@ def _resume(trainer: Trainer, out: Path, resume_fp: str, steps: int) -> list[dic
         if ckpt.get("fingerprint") == resume_fp:
             found = ckpt
         break
+    return found, entries
+
+
+def _clean_and_load(trainer: Trainer, out: Path, found: dict[str, Any] | None, entries: list) -> list[dict[str, Any]]:
+    if not out.exists():
+        return []
     if found is None:
         if entries or any(out.iterdir()):
             log.info("%s: no reusable checkpoint (settings changed or none valid); starting from step 0", out)
