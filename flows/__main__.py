@@ -7,6 +7,9 @@
   select   --variant V    stage 3
   evaluate --variant V    stage 4
   export   --variant V    stage 5
+  compare                 table + plot of the variants of the latest run, from MLflow -> reports/
+  rerun    RUN_ID         redo a past MLflow run exactly and check that it matches
+  serve    --cron EXPR    serve the pipeline as a Prefect deployment on a schedule
   variants                list the registered variants
   datasets                list the data sets
 
@@ -27,6 +30,9 @@ EPILOG = """examples:
   python -m flows run                                   # everything, settings from params.yaml
   python -m flows run --set train.steps=500 --set train.variants='{mlp: {}}'
   python -m flows train --variant dcgan --set train.batch_size=128
+  python -m flows compare                               # best variant first, reports/compare.md
+  python -m flows rerun 3f2c...                         # redo an MLflow run, compare hashes and metrics
+  python -m flows serve --cron "0 3 * * *"              # nightly runs through Prefect
   python -m flows variants
 """
 
@@ -42,6 +48,12 @@ def _common(p: argparse.ArgumentParser, variant: bool = False) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
 
 
+def _dask(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dask-address", default=os.environ.get("GAN_PIPELINE_DASK_ADDRESS"), metavar="ADDR",
+                   help="run the variants' stages on this Dask scheduler (tcp://host:8786) through "
+                   "prefect-dask; its workers must see this folder (default: $GAN_PIPELINE_DASK_ADDRESS)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m flows", description="GAN experiment pipeline: prepare -> train -> select -> "
@@ -54,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "a child run per variant, and records the outputs in dvc.lock when run with "
                        "params.yaml unchanged.")
     _common(p)
+    _dask(p)
     p = sub.add_parser("prepare", help="stage 1: load, split and version the data set",
                        description="Writes data/prepared/ (arrays, manifest, feature classifier, real statistics).")
     _common(p)
@@ -67,6 +80,41 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Parse and validate the settings file (and overrides) exactly as `run` does, "
                        "print the resolved spec of every variant, and exit: 0 valid, 2 invalid.")
     _common(p)
+    p = sub.add_parser("compare", help="compare the variants of a pipeline run from MLflow -> reports/",
+                       description="Print the variants of the newest pipeline run (or --run ID, or --all-runs) "
+                       "best first with their metrics, sample counts, steps and wall time, and write the same "
+                       "table as reports/compare.md with a plot of the held-out metric over training steps "
+                       "(reports/compare.png).")
+    p.add_argument("--experiment", default=None, help="MLflow experiment (default: tracking.experiment of --params)")
+    p.add_argument("--run", default=None, metavar="RUN_ID", help="a pipeline (parent) run id; default: the newest")
+    p.add_argument("--all-runs", action="store_true", help="every variant run of the experiment, not one pipeline run")
+    p.add_argument("--out", default="reports", metavar="DIR", help="where compare.md/compare.png go (default: reports)")
+    p.add_argument("--params", default="params.yaml", metavar="FILE", help="settings file for the defaults")
+    p.add_argument("--tracking-uri", default=None, help="MLflow store (default: as `run` resolves it)")
+    p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+    p = sub.add_parser("rerun", help="redo a past MLflow run exactly and compare hashes and metrics",
+                       description="Rebuild the configuration recorded with an MLflow run (a pipeline run or one "
+                       "variant's run): its resolved settings, seed and thread count, with the code at its "
+                       "recorded commit. Runs the pipeline afresh in reruns/<run id>/, logs it to the same store "
+                       "(tag rerun_of), and compares the data hash, checkpoint hashes and every final metric. "
+                       "Exit 0 when identical, 1 when something differs, 2 when it cannot rerun.")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--allow-code-change", action="store_true",
+                   help="rerun even when the code differs from the recorded commit")
+    p.add_argument("--workdir", default=None, help="folder for the rerun (default: reruns/<run id>)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow store holding the run (default: as `run` resolves it)")
+    p.add_argument("--params", default="params.yaml", metavar="FILE", help=argparse.SUPPRESS)
+    p.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+    p = sub.add_parser("serve", help="serve the pipeline as a Prefect deployment with a cron schedule",
+                       description="Create (or update) the deployment gan-pipeline/NAME with a cron schedule and "
+                       "the given parameters, and execute its scheduled and manual runs until stopped (Ctrl-C). "
+                       "Needs a Prefect server: set PREFECT_API_URL (e.g. `prefect server start`), else a "
+                       "temporary one lives as long as this process.")
+    p.add_argument("--cron", required=True, help='cron schedule, e.g. "0 3 * * *" (03:00 every day)')
+    p.add_argument("--timezone", default="UTC", help="time zone of the schedule (default: UTC)")
+    p.add_argument("--name", default="nightly", help="deployment name (default: nightly)")
+    _common(p)
+    _dask(p)
     sub.add_parser("variants", help="list the registered variants (presets) and components",
                    description="List the presets usable as keys of train.variants, and the components "
                    "(generator/discriminator architectures, losses) a variant can compose.")
@@ -136,13 +184,19 @@ def _stage(args: argparse.Namespace) -> dict[str, Any]:
     return fn(params, args.variant)
 
 
-def _run_flow(args: argparse.Namespace) -> dict[str, Any]:
+def _quiet_prefect() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+
+
+def run_pipeline(params_file: str, overrides: list[str], progress: bool,
+                 dask_address: str | None = None) -> dict[str, Any]:
+    """Validate, then run the flow in this folder under the project lock."""
+    _quiet_prefect()
     from tasks.config import load_params
 
-    params = load_params(args.params, args.overrides)  # fail on bad settings before starting Prefect
+    params = load_params(params_file, overrides)  # fail on bad settings before starting Prefect
     if params.tracking.enabled:
         from tasks.tracking import Tracker
 
@@ -152,7 +206,74 @@ def _run_flow(args: argparse.Namespace) -> dict[str, Any]:
 
     with ProjectLock():
         _start_prefect()
-        return pipeline(params_file=args.params, overrides=args.overrides, progress=not args.quiet)
+        return pipeline(params_file=params_file, overrides=overrides, progress=progress,
+                        dask_address=dask_address)
+
+
+def _run_flow(args: argparse.Namespace) -> dict[str, Any]:
+    return run_pipeline(args.params, args.overrides, not args.quiet, args.dask_address)
+
+
+def _store_uri(args: argparse.Namespace) -> str:
+    """--tracking-uri, else what `run` would use with the settings file (if there is one)."""
+    if args.tracking_uri:
+        return args.tracking_uri
+    from tasks.config import Params, load_params
+    from tasks.tracking import tracking_uri
+
+    params = load_params(args.params, []) if os.path.exists(args.params) else Params()
+    return tracking_uri(params)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mlflow.tracking import MlflowClient
+
+    from tasks import compare as C
+    from tasks.config import Params, load_params
+
+    params = load_params(args.params, []) if os.path.exists(args.params) else Params()
+    uri = _store_uri(args)
+    client = MlflowClient(uri)
+    data = C.collect(client, args.experiment or params.tracking.experiment, args.run, args.all_runs)
+    header, body = C.table(data)
+    print(f"{data['label']} (MLflow store {uri}); best first:\n")
+    print(C.text_table(header, body))
+    files = C.write_report(client, data, Path(args.out))
+    print("\nwritten: " + ", ".join(str(p) for p in files.values()))
+    return 0
+
+
+def _rerun(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from flows.rerun import rerun
+
+    same, report = rerun(args.run_id, _store_uri(args), allow_code_change=args.allow_code_change,
+                         workdir=Path(args.workdir).resolve() if args.workdir else None,
+                         run_pipeline=run_pipeline, progress=not args.quiet)
+    print(report)
+    return 0 if same else 1
+
+
+def _serve(args: argparse.Namespace) -> int:
+    _quiet_prefect()
+    from tasks.config import load_params
+
+    load_params(args.params, args.overrides)  # refuse bad settings now, not at 3 a.m.
+    from flows.pipeline import pipeline
+
+    _start_prefect()
+    print(f"serving gan-pipeline/{args.name} on cron {args.cron!r} ({args.timezone}); Ctrl-C stops "
+          "(the schedule stays active on the server)", file=sys.stderr)
+    from prefect.schedules import Cron
+
+    pipeline.serve(name=args.name, schedule=Cron(args.cron, timezone=args.timezone),
+                   parameters={"params_file": args.params, "overrides": args.overrides, "progress": False,
+                               "dask_address": args.dask_address},
+                   pause_on_shutdown=False, print_starting_message=False)
+    return 0
 
 
 def _start_prefect() -> None:
@@ -187,6 +308,8 @@ def _print_summary(result: dict[str, Any]) -> None:
     if result.get("tracking"):
         t = result["tracking"]
         print(f"MLflow: {t['uri']} (parent run {t['parent_run_id']}); browse with: mlflow ui --backend-store-uri {t['uri']}")
+    if result.get("registry"):
+        print(f"Model registry: {result['registry']}")
     if result.get("dvc"):
         print(f"DVC: {result['dvc']}")
 
@@ -204,13 +327,21 @@ def main(argv: list[str] | None = None) -> int:
     from tasks.config import ConfigError
     from tasks.tracking import TrackingError
 
+    from tasks.compare import CompareError
+
     try:
+        if args.command == "compare":
+            return _compare(args)
+        if args.command == "rerun":
+            return _rerun(args)
+        if args.command == "serve":
+            return _serve(args)
         if args.command == "run":
             _print_summary(_run_flow(args))
         else:
             print(json.dumps(_stage(args), indent=2, default=str))
         return 0
-    except (ConfigError, DataError, TrackingError, RunLockedError) as e:
+    except (ConfigError, DataError, TrackingError, RunLockedError, CompareError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (CheckpointError, FileNotFoundError) as e:

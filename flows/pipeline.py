@@ -16,8 +16,9 @@ from prefect import flow
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from tasks.common import Layout
 from tasks.config import Params, load_params
-from tasks.tracking import Tracker
+from tasks.tracking import Tracker, register_best
 from tasks.wrappers import evaluate_task, export_task, prepare_task, select_task, train_task
 
 log = logging.getLogger("flows")
@@ -33,18 +34,23 @@ class PipelineFailed(RuntimeError):
 
 @flow(name="gan-pipeline", log_prints=True)
 def pipeline(params_file: str = "params.yaml", overrides: list[str] | None = None,
-             progress: bool = True) -> dict[str, Any]:
-    """Run every stage for every variant in ``train.variants`` of ``params_file``."""
+             progress: bool = True, dask_address: str | None = None) -> dict[str, Any]:
+    """Run every stage for every variant in ``train.variants`` of ``params_file``; with
+    ``dask_address``, the variants' stages run on that Dask cluster (prefect-dask)."""
     overrides = list(overrides or [])
     params = load_params(params_file, overrides)
     n_parallel = max(1, min(params.train.parallel, len(params.variant_names)))
     tracker = Tracker.start(params, params_file, overrides) if params.tracking.enabled else None
     try:
-        result = _run(params, tracker, n_parallel, progress)
+        result = _run(params, tracker, n_parallel, progress, dask_address)
     except BaseException as e:
         if tracker is not None:
             tracker.finish(None, ok=False, reason=f"{type(e).__name__}: {e}")
         raise
+    if tracker is not None and params.tracking.registered_model:
+        selections = {v: r["select"] for v, r in result["variants"].items() if "select" in r}
+        result["registry"] = register_best(tracker, params.tracking.registered_model, selections,
+                                           result["prepare"]["kind"], result["prepare"]["content_hash"])
     if tracker is not None:
         tracker.finish(None, ok=not result["failed"])
     if not result["failed"]:
@@ -56,20 +62,34 @@ def pipeline(params_file: str = "params.yaml", overrides: list[str] | None = Non
     return result
 
 
-def _run(params: Params, tracker: Tracker | None, n_parallel: int, progress: bool) -> dict[str, Any]:
-    prepared = prepare_task(params, tracker)
+def task_runner(n_parallel: int, dask_address: str | None):
+    """Threads on this machine, or an existing Dask cluster (its workers must see this folder)."""
+    if dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=dask_address)
+    return ThreadPoolTaskRunner(max_workers=n_parallel)
+
+
+def _run(params: Params, tracker: Tracker | None, n_parallel: int, progress: bool,
+         dask_address: str | None = None) -> dict[str, Any]:
+    # Absolute paths: on a Dask cluster the stages run in worker processes with their own cwd.
+    layout = Layout(Path.cwd().resolve())
+    prepared = prepare_task(params, tracker, layout)
     futures: dict[str, dict[str, Any]] = {}
+    progress = progress and not dask_address  # bars from worker processes would interleave
     # Submitted stage by stage, so that every training run is queued before any task that waits
     # on one: a worker thread blocked on an upstream task never holds back a training run.
-    with ThreadPoolTaskRunner(max_workers=n_parallel) as runner:
+    with task_runner(n_parallel, dask_address) as runner:
         for i, v in enumerate(params.variant_names):
             futures[v] = {"train": runner.submit(
                 train_task, {"params": params, "variant": v, "tracker": tracker, "position": i,
-                             "progress": progress})}
+                             "progress": progress, "layout": layout})}
         for stage, task, upstream in (("select", select_task, "train"), ("evaluate", evaluate_task, "select"),
                                       ("export", export_task, "select")):
             for v in params.variant_names:
-                futures[v][stage] = runner.submit(task, {"params": params, "variant": v, "tracker": tracker},
+                futures[v][stage] = runner.submit(task, {"params": params, "variant": v, "tracker": tracker,
+                                                         "layout": layout},
                                                   wait_for=[futures[v][upstream]])
         wait([f for fs in futures.values() for f in fs.values()])
     results, failed = {}, {}

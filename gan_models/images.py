@@ -140,3 +140,23 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     so = torch.sin(omega)
     t = t[:, None]
     return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
+
+
+@_locked
+def series_png(path: str | Path, series: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel: str,
+               ylabel: str, title: str, log_y: bool = False) -> None:
+    """One line per named series of (x, y): e.g. every variant's held-out FID over training steps."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, (xs, ys) in series.items():
+        ax.plot(xs, ys, "o-", lw=1, ms=3, label=name)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    atomic_write_bytes(path, _figure_bytes(fig))

@@ -146,11 +146,15 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def resolved_threads(threads: int | None, parallel: int) -> int:
+    return threads or max(1, (os.cpu_count() or 1) // max(1, parallel))
+
+
 def configure_threads(threads: int | None, parallel: int) -> int:
     """Set torch's CPU threads: ``threads``, else cores // parallel.  Every stage calls this with
     the same settings whichever path runs it, because convolution results on the CPU depend on the
     thread count, and a DVC rerun must reproduce a Prefect run bit for bit."""
-    n = threads or max(1, (os.cpu_count() or 1) // max(1, parallel))
+    n = resolved_threads(threads, parallel)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n

@@ -92,6 +92,9 @@ class TrackingConfig(_Section):
     experiment: str = "gan-pipeline"  # MLflow experiment name
     uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db
     enabled: bool = True  # log to MLflow from `flows run`
+    # The best generator of every pipeline run is registered under this name, with the alias
+    # `champion` moved to it when it beats the champion on the selection metric; null: no registry.
+    registered_model: str | None = "gan-generator"
 
 
 class Params(_Section):

@@ -75,6 +75,7 @@ def _summary(out) -> dict[str, Any]:
     rec = json.loads((out / "selection.json").read_text())
     return {"variant": rec["variant"], "metric": rec["metric"], "best_step": rec["best_step"],
             "best_scores": rec["best_scores"], "n_candidates": len(rec["candidates"]),
+            "best_sha256": rec["best_sha256"], "extractor": rec["extractor"],
             "best_checkpoint": str(out / "best.pt"),
             "scores_by_step": {c["step"]: c.get("scores", {}) for c in rec["candidates"]}}
 

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .common import code_version
+from gan_models.checkpoint import sha256_file
+
+from .common import code_version, resolved_threads
 from .config import Params
 
 
@@ -105,6 +107,16 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def reproducibility_tags(params: Params, root: Path = Path(".")) -> dict[str, str]:
+    """What a run needs to be redone exactly (``flows rerun``); the data hash is added once the
+    prepare stage has run, checkpoint hashes by the stages that write them."""
+    lock = Path(root) / "dvc.lock"
+    return {"code_version": code_version(), "seed": str(params.seed),
+            "threads": str(resolved_threads(params.train.threads, params.train.parallel)),
+            "dvc_lock_sha256": sha256_file(lock) if lock.exists() else "none",
+            "packages": json.dumps(package_versions())}
+
+
 @dataclass
 class Tracker:
     """Run ids of one pipeline run; ``None`` client means tracking is off."""
@@ -148,7 +160,8 @@ class Tracker:
                 exp_id = _experiment_id(client, params.tracking.experiment, uri)
         except Exception as e:  # connection refused, bad URI, locked database, ...
             raise TrackingError(_unreachable(uri, e)) from None
-        tags = {"code_version": code_version(), "params_file": params_file,
+        repro = reproducibility_tags(params, root)
+        tags = {**repro, "params_file": params_file,
                 "overrides": json.dumps(overrides), "variants": ",".join(params.variant_names),
                 "mlflow.runName": f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}"}
         parent = client.create_run(exp_id, tags=tags)
@@ -161,8 +174,7 @@ class Tracker:
         client.log_text(tracker.parent_run_id, json.dumps(params.to_dict(), indent=2), "resolved_params.json")
         for v in params.variant_names:
             run = client.create_run(exp_id, tags={
-                "mlflow.parentRunId": tracker.parent_run_id, "mlflow.runName": v, "variant": v,
-                "code_version": code_version(), "packages": json.dumps(package_versions())})
+                **repro, "mlflow.parentRunId": tracker.parent_run_id, "mlflow.runName": v, "variant": v})
             tracker.child_run_ids[v] = run.info.run_id
             vflat = _flatten({"variant": v, "seed": params.seed, "steps": params.variant_steps(v),
                               "spec": params.variant_spec(v),
@@ -280,3 +292,81 @@ class BufferedMetrics:
             self.failed = True
             self.pending = []
         self.last = time.monotonic()
+
+
+# -- model registry ---------------------------------------------------------------------------------
+CHAMPION = "champion"
+
+
+def log_generator_model(client, run_id: str, checkpoint: Path, z_dim: int) -> str:
+    """Log the generator in ``checkpoint`` to ``run_id`` as a pyfunc model from code (see
+    tasks/mlflow_generator.py); returns its ``runs:/`` URI."""
+    import tempfile
+
+    import mlflow.pyfunc
+    from importlib.metadata import version
+
+    here = Path(__file__).resolve().parent
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "generator"
+        mlflow.pyfunc.save_model(
+            path, python_model=str(here / "mlflow_generator.py"), artifacts={"checkpoint": str(checkpoint)},
+            code_paths=[str(here.parent / "gan_models")], metadata={"z_dim": z_dim},
+            pip_requirements=[f"torch=={version('torch')}", f"mlflow=={version('mlflow')}", "numpy", "scipy",
+                              "pillow", "matplotlib"])
+        client.log_artifacts(run_id, str(path), "generator")
+    return f"runs:/{run_id}/generator"
+
+
+def promote_if_better(client, name: str, version: str, basis: dict[str, str], rank: list[float]) -> str:
+    """Move the alias ``champion`` of registered model ``name`` to ``version`` when there is no
+    champion yet, or when ``rank`` (smaller is better) beats the champion's on the same basis
+    (selection metric, feature extractor, data).  Returns what happened, in words."""
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION)
+    except Exception:
+        current = None
+    if current is not None and str(current.version) != str(version):
+        if json.loads(current.tags.get("selection_basis", "{}")) != basis:
+            return (f"{name} v{version} registered; champion stays v{current.version}: it was selected on other "
+                    "data or another metric, so the two do not compare (use another tracking.registered_model)")
+        best = json.loads(current.tags.get("selection_rank", "null"))
+        if best is not None and list(rank) >= list(best):
+            return f"{name} v{version} registered; champion stays v{current.version} ({best} beats {list(rank)})"
+    client.set_registered_model_alias(name, CHAMPION, str(version))
+    return f"{name} v{version} registered and is the champion"
+
+
+def register_best(tracker: Tracker, name: str, selections: dict[str, dict[str, Any]], kind: str,
+                  data_hash: str) -> str | None:
+    """Register the best generator of this pipeline run (lowest selection rank over the variants
+    that finished selection) and promote it when it beats the champion."""
+    import torch  # noqa: F401  (the checkpoint loader below needs it)
+
+    from gan_models.checkpoint import load_checkpoint
+
+    from .scoring import sort_key
+
+    if not selections:
+        return None
+    ranked = {v: list(sort_key(s["metric"], kind, s["best_scores"])) for v, s in selections.items()}
+    best = min(ranked, key=lambda v: ranked[v])
+    sel = selections[best]
+    ckpt_path = Path(sel["best_checkpoint"])
+    z_dim = int(load_checkpoint(ckpt_path)["spec"]["z_dim"])
+
+    def go() -> str:
+        client = tracker.client
+        run_id = tracker.child_run_ids[best]
+        source = log_generator_model(client, run_id, ckpt_path, z_dim)
+        try:
+            client.create_registered_model(name)
+        except Exception:
+            pass  # it exists already
+        basis = {"metric": sel["metric"], "extractor": sel.get("extractor", ""), "data_hash": data_hash}
+        mv = client.create_model_version(name, source, run_id=run_id, tags={
+            "variant": best, "selection_basis": json.dumps(basis), "selection_rank": json.dumps(ranked[best]),
+            "checkpoint_sha256": sha256_file(ckpt_path), "selected_step": str(sel["best_step"])})
+        return promote_if_better(client, name, mv.version, basis, ranked[best])
+
+    return tracker._guard("registering the best generator", go)

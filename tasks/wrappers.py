@@ -14,6 +14,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from gan_models.checkpoint import sha256_file
 from gan_models.training import DivergenceError
 
 from . import evaluate as _evaluate
@@ -65,6 +66,7 @@ def train_task(params: Params, variant: str, tracker: Tracker | None, position: 
         if summary["steps_trained"]:
             tracker.log_metrics(variant, {"train/seconds": summary["seconds"],
                                           "train/steps_per_second": summary["steps_per_second"]})
+        tracker.set_tag(variant, "train_index_sha256", sha256_file(d / "index.json"))
         tracker.log_artifact(variant, d / "dynamics.png", "training")
         tracker.log_artifact(variant, d / "history.jsonl", "training")
     return summary
@@ -78,6 +80,7 @@ def select_task(params: Params, variant: str, tracker: Tracker | None, layout: L
         for step, scores in summary["scores_by_step"].items():
             tracker.log_metrics(variant, scores, step=int(step), prefix="select/")
         tracker.log_metrics(variant, {"selected_step": summary["best_step"]})
+        tracker.set_tag(variant, "checkpoint_sha256", summary["best_sha256"])
         d = layout.selected_dir(variant)
         for name in ("selection.json", "selection.png", "best.pt"):
             tracker.log_artifact(variant, d / name, "selection")

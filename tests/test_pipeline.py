@@ -74,6 +74,74 @@ def test_flow_run_tracks_in_mlflow_and_agrees_with_dvc(tmp_path, isolated_stores
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (proj / "models/mlp/train/step_0000020.pt").stat().st_mtime_ns == before
 
+    _check_champion(client, proj)
+    _check_compare(proj, uri)
+    _check_rerun(client, proj, uri, children)
+
+
+def _check_champion(client, proj):
+    """The best generator is registered, `champion` points at it, and it loads and generates
+    exactly what the selected checkpoint does."""
+    import mlflow.pyfunc
+    import numpy as np
+    import torch
+
+    from gan_models.checkpoint import load_checkpoint
+    from gan_models.training import generate
+    from gan_models.variants import generator_from_checkpoint
+
+    champ = client.get_model_version_by_alias("gan-generator", "champion")
+    assert str(champ.version) == "1"  # the second, identical run did not beat it
+    assert len(client.search_model_versions("name='gan-generator'")) == 2
+    fids = {v: json.loads((proj / "metrics" / f"{v}.json").read_text()) for v in ("mlp", "dcgan")}
+    sel = {v: json.loads((proj / "models" / v / "selected" / "selection.json").read_text()) for v in fids}
+    best = min(sel, key=lambda v: sel[v]["best_scores"]["fid"])
+    assert champ.tags["variant"] == best
+    mlflow.set_tracking_uri(client.tracking_uri)
+    mlflow.set_registry_uri(client.tracking_uri)
+    try:
+        model = mlflow.pyfunc.load_model("models:/gan-generator@champion")
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+    z = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
+    out = model.predict(z)
+    G, _ = generator_from_checkpoint(load_checkpoint(proj / "models" / best / "selected" / "best.pt"))
+    expected = generate(G, torch.from_numpy(z)).numpy()
+    assert out.shape == (5, 1, 8, 8)
+    np.testing.assert_array_equal(out, expected)
+
+
+def _check_compare(proj, uri):
+    proc = cli("compare", cwd=proj, env={"MLFLOW_TRACKING_URI": uri})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fids = {v: json.loads((proj / "metrics" / f"{v}.json").read_text())["fid"] for v in ("mlp", "dcgan")}
+    order = sorted(fids, key=fids.get)
+    lines = [line.split() for line in proc.stdout.splitlines() if line[:1].isdigit()]
+    assert [row[1] for row in lines] == order  # best first
+    assert f"{fids[order[0]]:.4g}" in proc.stdout
+    md = (proj / "reports" / "compare.md").read_text()
+    assert "| 1 | " + order[0] in md and "| 2 | " + order[1] in md
+    assert (proj / "reports" / "compare.png").stat().st_size > 1000
+
+
+def _check_rerun(client, proj, uri, children):
+    child = next(r for r in children if r.data.tags["variant"] == "dcgan")
+    proc = cli("rerun", child.info.run_id, "--quiet", cwd=proj, env={"MLFLOW_TRACKING_URI": uri})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "identical" in proc.stdout and "DIFFERS" not in proc.stdout
+    assert "dcgan checkpoint_sha256" in proc.stdout and "dcgan fid" in proc.stdout
+    reruns = client.search_runs([child.info.experiment_id], filter_string="tags.rerun_of != ''")
+    assert len(reruns) == 1 and reruns[0].data.tags["rerun_of"] == child.data.tags["mlflow.parentRunId"]
+    assert (proj / "reruns" / child.info.run_id / "metrics" / "dcgan.json").read_text() == \
+        (proj / "metrics" / "dcgan.json").read_text()
+    # Other code than the recorded commit: refused, naming the commit, nothing run.
+    f = proj / "tasks" / "compare.py"
+    f.write_text(f.read_text() + "\n# changed\n")
+    proc = cli("rerun", child.info.run_id, cwd=proj, env={"MLFLOW_TRACKING_URI": uri})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert child.data.tags["code_version"] in proc.stderr and "--allow-code-change" in proc.stderr
+
 
 def test_dvc_repro_on_a_fresh_clone_reproduces_the_flow(tmp_path):
     """`dvc repro` (stage commands, no Prefect) and `flows run` produce identical outputs."""

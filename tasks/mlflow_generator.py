@@ -1,0 +1,41 @@
+"""The generator as an MLflow pyfunc model, logged "from code" (no pickled Python objects).
+
+MLflow stores this file, the ``gan_models`` package and the selected checkpoint; loading runs
+this file and reads the checkpoint with ``torch.load(weights_only=True)``.
+
+    model = mlflow.pyfunc.load_model("models:/gan-generator@champion")
+    images = model.predict(np.random.randn(16, model.metadata.metadata["z_dim"]).astype("float32"))
+
+Input: noise, shape (n, z_dim) (a DataFrame or array), plus ``params={"labels": [...]}`` for a
+conditional generator.  Output: float32 images (n, C, H, W) in [-1, 1], or points (n, 2).
+"""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+from mlflow.pyfunc import PythonModel
+
+
+class GeneratorModel(PythonModel):
+    def load_context(self, context) -> None:
+        from gan_models.checkpoint import load_checkpoint
+        from gan_models.variants import generator_from_checkpoint
+
+        self.G, self.z_dim = generator_from_checkpoint(load_checkpoint(context.artifacts["checkpoint"]))
+        self.G.eval()
+
+    def predict(self, context, model_input, params=None):
+        import torch
+
+        from gan_models.training import balanced_labels, generate
+
+        z = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"expected noise of shape (n, {self.z_dim}), got {tuple(z.shape)}")
+        labels = (params or {}).get("labels")
+        y = torch.as_tensor(labels) if labels is not None else balanced_labels(len(z), getattr(self.G, "n_classes", 0))
+        return generate(self.G, z, y).numpy()
+
+
+mlflow.models.set_model(GeneratorModel())
