@@ -37,7 +37,18 @@ def tracking_uri(params: Params, root: Path = Path(".")) -> str:
         return params.tracking.uri
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    return f"sqlite:///{(root / 'mlflow.db').resolve()}"
+    return f"sqlite:///{project_root(root) / 'mlflow.db'}"
+
+
+def project_root(root: Path = Path(".")) -> Path:
+    """``root`` made absolute; inside a DVC temporary experiment copy
+    (``<project>/.dvc/tmp/exps/<name>/``, deleted after the experiment) the outer project."""
+    root = Path(root).resolve()
+    parts = root.parts
+    for i in range(len(parts) - 3):
+        if parts[i:i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return root
 
 
 @contextlib.contextmanager
