@@ -24,6 +24,8 @@ import json
 import logging
 import os
 import sys
+import time
+from pathlib import Path
 from typing import Any, Callable
 
 EPILOG = """examples:
@@ -67,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "params.yaml unchanged.")
     _common(p)
     _dask(p)
+    p.add_argument("--force-flow", action="store_true",
+                   help="run the flow even when nothing changed since the last logged run")
     p = sub.add_parser("prepare", help="stage 1: load, split and version the data set",
                        description="Writes data/prepared/ (arrays, manifest, feature classifier, real statistics).")
     _common(p)
@@ -191,27 +195,63 @@ def _quiet_prefect() -> None:
 
 
 def run_pipeline(params_file: str, overrides: list[str], progress: bool,
-                 dask_address: str | None = None) -> dict[str, Any]:
+                 dask_address: str | None = None, force: bool = False) -> dict[str, Any]:
     """Validate, then run the flow in this folder under the project lock."""
     _quiet_prefect()
     from tasks.config import load_params
 
     params = load_params(params_file, overrides)  # fail on bad settings before starting Prefect
-    if params.tracking.enabled:
-        from tasks.tracking import Tracker
+    from tasks.common import Layout, ProjectLock, finished_state
+    from tasks.tracking import tracking_uri
 
-        Tracker.check(params)  # and on an unreachable tracking store
-    from flows.pipeline import pipeline
-    from tasks.common import ProjectLock
-
+    tracking = tracking_uri(params) if params.tracking.enabled else "off"
     with ProjectLock():
+        if not force:
+            done = _already_done(params, tracking)
+            if done is not None:
+                return done
+        if params.tracking.enabled:
+            from tasks.tracking import Tracker
+
+            Tracker.check(params)  # fail on an unreachable tracking store before any work
+        from flows.pipeline import pipeline
+
         _start_prefect()
-        return pipeline(params_file=params_file, overrides=overrides, progress=progress,
-                        dask_address=dask_address)
+        result = pipeline(params_file=params_file, overrides=overrides, progress=progress,
+                          dask_address=dask_address)
+        t = result.get("tracking")
+        if not result["failed"] and (t is None or t["complete"]):
+            state = finished_state(params, Layout(), tracking)
+            if state:
+                from gan_models.checkpoint import atomic_write_json
+
+                atomic_write_json(LAST_RUN, {"state": state, "tracking": t, "finished": time.time()})
+        return result
+
+
+LAST_RUN = Path(".pipeline") / "last_run.json"
+
+
+def _already_done(params, tracking: str) -> dict[str, Any] | None:
+    """The result of the last run when nothing changed since it finished and was fully logged:
+    then `run` has nothing to do and skips starting Prefect (as `dvc repro` would)."""
+    from tasks.common import Layout, finished_state
+
+    try:
+        last = json.loads(LAST_RUN.read_text())
+    except (OSError, ValueError):
+        return None
+    if finished_state(params, Layout(), tracking) != last.get("state"):
+        return None
+    variants = {v: {"evaluate": json.loads(Layout().metrics_file(v).read_text())} for v in params.variant_names}
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(last["finished"]))
+    return {"variants": variants, "failed": {}, "tracking": last.get("tracking"),
+            "skipped": f"nothing to do: settings, code and every stage's outputs are unchanged since the run "
+                       f"of {when}, which is logged already (--force-flow runs the flow anyway)"}
 
 
 def _run_flow(args: argparse.Namespace) -> dict[str, Any]:
-    return run_pipeline(args.params, args.overrides, not args.quiet, args.dask_address)
+    return run_pipeline(args.params, args.overrides, not args.quiet, args.dask_address, args.force_flow)
 
 
 def _store_uri(args: argparse.Namespace) -> str:
@@ -294,7 +334,10 @@ def _start_prefect() -> None:
 
 
 def _print_summary(result: dict[str, Any]) -> None:
-    print("\nPipeline finished." if not result.get("failed") else "\nPipeline finished with failures.")
+    if result.get("skipped"):
+        print(f"Pipeline: {result['skipped']}.")
+    else:
+        print("\nPipeline finished." if not result.get("failed") else "\nPipeline finished with failures.")
     for v, stages in result["variants"].items():
         if v in result.get("failed", {}):
             print(f"  {v:<14} FAILED: {result['failed'][v]}")

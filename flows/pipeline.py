@@ -14,7 +14,7 @@ from typing import Any
 
 from prefect import flow
 from prefect.futures import wait
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from tasks.common import Layout
 from tasks.config import Params, load_params
@@ -56,19 +56,26 @@ def pipeline(params_file: str = "params.yaml", overrides: list[str] | None = Non
     if not result["failed"]:
         result["dvc"] = record_in_dvc(params_file, overrides)
     result["tracking"] = {"uri": tracker.uri, "parent_run_id": tracker.parent_run_id,
-                          "child_run_ids": tracker.child_run_ids} if tracker else None
+                          "child_run_ids": tracker.child_run_ids, "complete": not tracker.offline} if tracker else None
     if result["failed"]:
         raise PipelineFailed("; ".join(f"{v}: {why}" for v, why in result["failed"].items()), result)
     return result
 
 
 def task_runner(n_parallel: int, dask_address: str | None):
-    """Threads on this machine, or an existing Dask cluster (its workers must see this folder)."""
+    """Where the variants' stages run: an existing Dask cluster (its workers must see this folder;
+    give them one thread each), else worker processes on this machine when several variants run at
+    once, else one worker thread.  Processes rather than threads because torch's global RNG
+    (weight initialisation, dropout, gradient-penalty interpolation, augmentation) is shared by
+    the threads of a process: concurrent variants in threads would draw from each other's stream,
+    and a run would depend on their interleaving."""
     if dask_address:
         from prefect_dask import DaskTaskRunner
 
         return DaskTaskRunner(address=dask_address)
-    return ThreadPoolTaskRunner(max_workers=n_parallel)
+    if n_parallel > 1:
+        return ProcessPoolTaskRunner(max_workers=n_parallel)
+    return ThreadPoolTaskRunner(max_workers=1)
 
 
 def _run(params: Params, tracker: Tracker | None, n_parallel: int, progress: bool,

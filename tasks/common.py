@@ -137,6 +137,43 @@ def code_version() -> str:
         return f"gan-pipeline {__version__} (no git)"
 
 
+def code_hash() -> str:
+    """SHA-256 over the project's Python code (gan_models, tasks, flows), committed or not."""
+    here = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for pkg in ("gan_models", "tasks", "flows"):
+        for f in sorted((here / pkg).rglob("*.py")):
+            h.update(str(f.relative_to(here)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def stage_records(params: Any, layout: Layout) -> list[Path]:
+    """The record file of every stage of a pipeline run, in order."""
+    out = [layout.prepared / "manifest.json"]
+    for v in params.variant_names:
+        out += [layout.train_dir(v) / "run.json", layout.selected_dir(v) / "selection.json",
+                layout.metrics_file(v), layout.samples_dir(v) / "export.json"]
+    return out
+
+
+def finished_state(params: Any, layout: Layout, tracking: str) -> str | None:
+    """A hash of what a pipeline run depends on (settings, code, tracking store) and of what it
+    produced (every stage's record, each verified against its outputs' hashes); None when some
+    stage has work to do."""
+    records = stage_records(params, layout)
+    hashes = []
+    for r in records:
+        try:
+            fp = json.loads(r.read_text()).get("fingerprint")
+        except (OSError, ValueError):
+            return None
+        if not fp or not up_to_date(r, fp):
+            return None
+        hashes.append(sha256_file(r))
+    return fingerprint(params.to_dict(), code_hash(), tracking, hashes)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -57,6 +57,8 @@ def train_task(params: Params, variant: str, tracker: Tracker | None, position: 
     finally:
         if on_log is not None:
             on_log.flush()  # what was logged before a failure is kept too
+            if on_log.failed and tracker is not None:
+                tracker.offline = True  # the run is not fully logged
     if tracker is not None:
         d = layout.train_dir(variant)
         # Statistics this run did not log live (training was up to date, or resumed): from the file.

@@ -68,15 +68,26 @@ def test_flow_run_tracks_in_mlflow_and_agrees_with_dvc(tmp_path, isolated_stores
     assert repro.returncode == 0, repro.stderr
     assert "Running stage" not in repro.stdout, repro.stdout
 
-    # A second flow run with nothing changed redoes no work.
+    # A second run with nothing changed has nothing to do: it does not even start Prefect.
     before = (proj / "models/mlp/train/step_0000020.pt").stat().st_mtime_ns
     proc = cli("run", cwd=proj, env={"MLFLOW_TRACKING_URI": uri})
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "nothing to do" in proc.stdout and "fid=" in proc.stdout
+    assert len(client.search_runs([exp.experiment_id])) == 3  # no new MLflow runs
+    # Through the flow anyway (--force-flow): every stage skips its finished work.
+    proc = cli("run", "--force-flow", cwd=proj, env={"MLFLOW_TRACKING_URI": uri})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Pipeline finished." in proc.stdout
     assert (proj / "models/mlp/train/step_0000020.pt").stat().st_mtime_ns == before
 
     _check_champion(client, proj)
     _check_compare(proj, uri)
     _check_rerun(client, proj, uri, children)
+
+    # A changed setting is seen: the fast path does not hide work to do.
+    proc = cli("run", "--set", "evaluate.n_samples=150", cwd=proj, env={"MLFLOW_TRACKING_URI": uri})
+    assert proc.returncode == 0 and "Pipeline finished." in proc.stdout, proc.stderr[-3000:]
+    assert json.loads((proj / "metrics/mlp.json").read_text())["n_samples"] == 150
 
 
 def _check_champion(client, proj):
@@ -137,8 +148,10 @@ def _check_rerun(client, proj, uri, children):
         (proj / "metrics" / "dcgan.json").read_text()
     # Other code than the recorded commit: refused, naming the commit, nothing run.
     f = proj / "tasks" / "compare.py"
-    f.write_text(f.read_text() + "\n# changed\n")
+    original = f.read_text()
+    f.write_text(original + "\n# changed\n")
     proc = cli("rerun", child.info.run_id, cwd=proj, env={"MLFLOW_TRACKING_URI": uri})
+    f.write_text(original)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert child.data.tags["code_version"] in proc.stderr and "--allow-code-change" in proc.stderr
 
@@ -190,3 +203,21 @@ def test_every_preset_trains_through_the_pipeline_with_comparable_mlflow_runs(tm
         assert not missing, (r.data.tags["variant"], missing)
     for name in ("cgan", "acgan"):
         assert (proj / "samples" / name / "classes.png").exists()
+
+
+def test_concurrent_variants_do_not_share_randomness(tmp_path):
+    """Variants that draw from torch's global RNG while training (dropout in the ResNet G, the
+    gradient penalty's interpolation) give the same checkpoints whether they run two at a time or
+    one after the other."""
+    small = {"z_dim": 8, "generator": {"width": 8}, "discriminator": {"width": 8}}
+    variants = {"resnet": small, "wgan_gp": {**small, "loss": {"n_critic": 2}}}
+    base = {**TINY, "train": {**TINY["train"], "steps": 10, "checkpoint_every": 5, "threads": 1,
+                              "variants": variants}, "tracking": {"enabled": False}}
+    together = copy_project(tmp_path / "together", {**base, "train": {**base["train"], "parallel": 2}})
+    alone = copy_project(tmp_path / "alone", {**base, "train": {**base["train"], "parallel": 1}})
+    for proj in (together, alone):
+        proc = cli("run", "--quiet", cwd=proj)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    for v in variants:
+        index = lambda p: json.loads((p / "models" / v / "train" / "index.json").read_text())["checkpoints"]  # noqa: E731
+        assert [e["sha256"] for e in index(together)] == [e["sha256"] for e in index(alone)], v
