@@ -30,13 +30,20 @@ VARIANTS = ["mlp", "unrolled", "pacgan", "minibatch_disc", "wgan_gp"]
 SHARED = {"z_dim": 2, "generator": {"arch": "mlp", "hidden": [256, 256, 256]},
           "discriminator": {"arch": "mlp", "hidden": [256, 256]},
           "optimizer": "adam", "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999]}
+# PacGAN's own 2D setting (fjxmlzn/PacGAN, synthetic_data_experiments/2DGrid_GAN&PacGAN/config.py):
+# G 4 x 400 with BatchNorm + ReLU, D 3 x 200 maxout units of 5 pieces, weights N(0, 0.02), zero
+# biases, Adam lr 1e-4 with beta1 0.8, batch 100, 2-d Gaussian noise; it trains 400 epochs of
+# 1,000 batches (400,000 steps).
+PAPER = {"z_dim": 2, "generator": {"arch": "mlp", "hidden": [400] * 4, "batchnorm": True, "slope": 0.0},
+         "discriminator": {"arch": "mlp", "hidden": [200] * 3, "maxout": 5},
+         "optimizer": "adam", "lr_g": 1e-4, "lr_d": 1e-4, "betas": [0.8, 0.999]}
 PUBLISHED = {  # PacGAN Table 1 (2D-grid, 25 modes): modes, % high-quality, reverse KL
     ("grid", "mlp"): "17.3 / 94.8% / 0.70 (GAN)", ("grid", "pacgan"): "23.8 / 91.3% / 0.13 (PacGAN2)",
     ("ring", "mlp"): "6.3 / 98.2% / 0.45 (GAN)", ("ring", "pacgan"): "7.9 / 95.6% / 0.07 (PacGAN2)",
 }
 
 
-def run_one(dataset: str, variant: str, seed: int, steps: int, batch_size: int) -> dict:
+def run_one(dataset: str, variant: str, seed: int, steps: int, batch_size: int, protocol: str = "small") -> dict:
     import torch
 
     torch.set_num_threads(1)
@@ -47,21 +54,28 @@ def run_one(dataset: str, variant: str, seed: int, steps: int, batch_size: int) 
 
     raw = D.DATASETS.get(dataset)(n_points=100_000, seed=seed)
     centers, std = D.mixture_centers(dataset)
-    overrides = dict(SHARED)
+    shared = PAPER if protocol == "paper" else SHARED
+    overrides = dict(shared)
     preset = V.resolve_spec(variant)
     if variant == "minibatch_disc":
-        overrides["discriminator"] = {**SHARED["discriminator"], "minibatch_features": 16}
+        overrides["discriminator"] = {**shared["discriminator"], "minibatch_features": 16}
     if variant == "wgan_gp":
         overrides.update(betas=[0.5, 0.9])  # WGAN-GP's own loss and n_critic, same networks
     spec = V.resolve_spec(variant, {**overrides, "loss": preset["loss"], "tricks": preset["tricks"]})
     torch.manual_seed(seed)
     gan = V.build(variant, spec, V.DataInfo("points", (2,), len(centers)))
+    if protocol == "paper":  # PacGAN's initialisation
+        for m in [*gan.G.modules(), *gan.D.modules()]:
+            if isinstance(m, torch.nn.Linear):
+                torch.nn.init.normal_(m.weight, 0.0, 0.02)
+                torch.nn.init.zeros_(m.bias)
     tr = Trainer(gan, torch.from_numpy(raw.x), batch_size=batch_size, seed=seed)
     t0 = time.time()
     tr.run(steps, log_every=0, progress=False)
     pts = sample(gan.G, 2500, gan.z_dim, seed=10_000 + seed).numpy()
     out = M.mode_metrics(pts, centers, std)
-    out.update(dataset=dataset, variant=variant, seed=seed, seconds=round(time.time() - t0, 1))
+    out.update(dataset=dataset, variant=variant, seed=seed, seconds=round(time.time() - t0, 1), protocol=protocol,
+               steps=steps)
     return out
 
 
@@ -95,10 +109,14 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--datasets", default="ring,grid")
     ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--protocol", choices=["small", "paper"], default="small",
+                    help="small: one 3x256 / 2x256 MLP pair for every variant; paper: PacGAN's networks, "
+                    "initialisation and optimiser (use --steps 400000 for its full budget)")
+    ap.add_argument("--seed-offset", type=int, default=0, help="first seed")
     ap.add_argument("--out", default=str(ROOT / "reports" / "mode_collapse.json"))
     args = ap.parse_args()
     seeds, steps = (2, 1000) if args.quick else (args.seeds, args.steps)
-    jobs = [(ds, v, s, steps, args.batch_size) for ds in args.datasets.split(",")
+    jobs = [(ds, v, args.seed_offset + s, steps, args.batch_size, args.protocol) for ds in args.datasets.split(",")
             for v in args.variants.split(",") for s in range(seeds)]
     t0 = time.time()
     with ProcessPoolExecutor(args.workers) as pool:
@@ -109,7 +127,9 @@ def main() -> None:
                   f"hq {100 * r['high_quality_fraction']:.1f}%, rKL {r['reverse_kl']:.2f} ({r['seconds']} s)", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"steps": steps, "seeds": seeds, "batch_size": args.batch_size,
-                                          "shared": SHARED, "rows": rows}, indent=1))
+                                          "protocol": args.protocol,
+                                          "shared": PAPER if args.protocol == "paper" else SHARED,
+                                          "rows": rows}, indent=1))
     print(f"\n{steps} steps, batch {args.batch_size}, {seeds} seeds, {time.time() - t0:.0f} s\n")
     print(summarize(rows, {"ring": 8, "grid": 25}))
 

@@ -104,17 +104,33 @@ class MLPGenerator(nn.Module):
         return self.net(_with_labels(z, y, self.n_classes)).view(z.shape[0], *self.data_shape)
 
 
+class Maxout(nn.Module):
+    """Linear to ``out * pieces`` units, then the maximum over each unit's ``pieces`` (Goodfellow
+    et al. 2013); the discriminator of the original GAN and of PacGAN's 2D experiments."""
+
+    def __init__(self, cin: int, out: int, pieces: int):
+        super().__init__()
+        if pieces < 2:
+            raise ValueError(f"maxout needs at least 2 pieces, got {pieces}")
+        self.out, self.pieces = out, pieces
+        self.linear = nn.Linear(cin, out * pieces)
+
+    def forward(self, x):
+        return self.linear(x).view(x.shape[0], self.out, self.pieces).amax(-1)
+
+
 class MLPDiscriminator(Discriminator):
-    """data_shape (+ one-hot y) -> flatten -> [Linear -> LeakyReLU(0.2)] * len(hidden) -> logit."""
+    """data_shape (+ one-hot y) -> flatten -> [Linear -> LeakyReLU(0.2)] * len(hidden) -> logit;
+    with ``maxout`` > 1 every hidden layer is a maxout layer of that many pieces instead."""
 
     def __init__(self, data_shape: Sequence[int], hidden: Sequence[int] = (256,), n_classes: int = 0,
-                 minibatch_features: int = 0, aux_classes: int = 0, slope: float = 0.2):
+                 minibatch_features: int = 0, aux_classes: int = 0, slope: float = 0.2, maxout: int = 0):
         super().__init__()
         self.n_classes = n_classes
         layers: list[nn.Module] = []
         width = math.prod(data_shape) + n_classes
         for h in hidden:
-            layers += [nn.Linear(width, h), nn.LeakyReLU(slope)]
+            layers += [Maxout(width, h, maxout)] if maxout else [nn.Linear(width, h), nn.LeakyReLU(slope)]
             width = h
         self.body = nn.Sequential(*layers)  # (B, hidden[-1])
         self.heads = _Heads(width, minibatch_features, aux_classes)

@@ -40,6 +40,9 @@ class DivergenceError(RuntimeError):
         self.step = step
         self.what = what
 
+    def __reduce__(self):  # picklable across worker processes (the default passes only the message)
+        return (type(self), (self.step, self.what))
+
 
 def to_model_range(batch: torch.Tensor) -> torch.Tensor:
     """uint8 images in [0, 255] -> float in [-1, 1]; float data passes through."""
@@ -198,12 +201,12 @@ class Trainer:
         D.train()
         stats: dict[str, torch.Tensor | float] = {}
         D.requires_grad_(True)
-        for _ in range(loss.d_steps):
+        for i in range(loss.d_steps):
             self.opt_d.zero_grad(set_to_none=True)
-            stats.update(loss.accumulate_gradients("D", G, D, self))
+            stats.update(loss.accumulate_gradients("D", G, D, self))  # the last critic step's are kept
             if self.world > 1:
                 _average_gradients(D, self.world)
-            if measure:
+            if measure and i == loss.d_steps - 1:
                 stats["grad_norm/D"] = _grad_norm(D)
             self.opt_d.step()
             loss.after_step("D", G, D)

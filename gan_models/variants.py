@@ -212,10 +212,10 @@ def _mlp_generator(z_dim, data_shape, out_activation, n_classes, hidden: list = 
 
 
 def _mlp_discriminator(data_shape, n_classes, aux_classes, hidden: list = (256,), spectral_norm: bool = False,
-                       minibatch_features: int = 0):
+                       minibatch_features: int = 0, maxout: int = 0):
     return _sn(networks.MLPDiscriminator(data_shape, hidden=list(hidden), n_classes=n_classes,
-                                         minibatch_features=minibatch_features, aux_classes=aux_classes),
-               spectral_norm)
+                                         minibatch_features=minibatch_features, aux_classes=aux_classes,
+                                         maxout=maxout), spectral_norm)
 
 
 def _dcgan_generator(z_dim, data_shape, out_activation, n_classes, width: int = 64, self_attention: bool = False,
@@ -258,7 +258,7 @@ GENERATORS.register("dcgan", _dcgan_generator, "transposed convolutions + BatchN
 GENERATORS.register("resnet", _resnet_generator, "residual up-sampling blocks with BatchNorm and dropout")
 GENERATORS.register("progan", _progan_generator, "progressive growing with fade-in, PixelNorm (Karras et al. 2018)")
 DISCRIMINATORS.register("mlp", _mlp_discriminator, "MLP: flatten -> [Linear, LeakyReLU(0.2)]*n -> logit; "
-                        "options: spectral_norm, minibatch_features")
+                        "options: spectral_norm, minibatch_features, maxout (pieces per unit)")
 DISCRIMINATORS.register("dcgan", _dcgan_discriminator, "strided convolutions + BatchNorm + LeakyReLU(0.2); options: "
                         "batchnorm, spectral_norm, self_attention, minibatch_features")
 DISCRIMINATORS.register("resnet", _resnet_discriminator, "residual down-sampling blocks, global sum pooling")

@@ -202,3 +202,13 @@ def test_tracking_failure_mid_run_does_not_stop_training(caplog):
     logger.flush()
     assert logger.failed and Dropped.calls == 1  # told once, then stops trying
     assert "history.jsonl" in caplog.text
+
+
+def test_divergence_error_survives_a_process_boundary():
+    """Variants run in worker processes: the error reaches the flow whole (pickled and back)."""
+    import pickle
+
+    from gan_models.training import DivergenceError
+
+    e = pickle.loads(pickle.dumps(DivergenceError(7, "loss/G")))
+    assert (e.step, e.what, str(e)) == (7, "loss/G", "training diverged at step 7: loss/G is not finite")

@@ -172,3 +172,18 @@ def test_perceptual_term_matches_closed_form_and_reaches_g():
     gan.loss.perceptual_net = None
     with pytest.raises(ValueError, match="needs a feature network"):
         gan.loss.accumulate_gradients("G", gan.G, gan.D, _Ctx(real, z))
+
+
+def test_maxout_layer_is_the_max_over_pieces():
+    """Each unit's output is the largest of its pieces' affine maps (brute force per unit)."""
+    from gan_models.networks import Maxout
+
+    torch.manual_seed(0)
+    layer = Maxout(3, 4, pieces=5)
+    x = torch.randn(6, 3)
+    W, b = layer.linear.weight.view(4, 5, 3), layer.linear.bias.view(4, 5)
+    expected = torch.tensor([[max(float(W[u, k] @ x[i] + b[u, k]) for k in range(5)) for u in range(4)]
+                             for i in range(6)])
+    torch.testing.assert_close(layer(x), expected, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="at least 2 pieces"):
+        Maxout(3, 4, pieces=1)
