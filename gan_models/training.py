@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .losses import Batch
-from .variants import GAN
+from .variants import GAN, memory_format
 
 LogFn = Callable[[int, dict[str, float]], None]
 CheckpointFn = Callable[[int, dict[str, Any]], None]
@@ -121,8 +121,11 @@ class Trainer:
         # EMA of G's weights (sampling uses it when kept): a copy updated after every G step.
         self.G_ema = copy.deepcopy(gan.G).eval().requires_grad_(False) if gan.ema > 0 else None
         self.device = torch.device(device)
-        self.G = gan.G.to(self.device)
-        self.D = gan.D.to(self.device)
+        self.memory_format = memory_format("image" if data.dim() == 4 else "points")
+        self.G = gan.G.to(self.device, memory_format=self.memory_format)
+        self.D = gan.D.to(self.device, memory_format=self.memory_format)
+        if self.G_ema is not None:
+            self.G_ema.to(self.device, memory_format=self.memory_format)
         self.loss = gan.loss
         if self.world > 1:  # identical seeds give identical weights already; make sure of it
             import torch.distributed as dist
@@ -172,7 +175,7 @@ class Trainer:
             share = self.batch_size // self.world
             idx = idx[self.rank * share:(self.rank + 1) * share]
             z = z[self.rank * share:(self.rank + 1) * share]
-        real = to_model_range(self.data[idx]).to(self.device)
+        real = to_model_range(self.data[idx]).to(self.device).contiguous(memory_format=self.memory_format)
         z = z.to(self.device)
         y = self.labels[idx].to(self.device) if self.labels is not None else None
         return Batch(real, y, z, y)
