@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -106,6 +107,7 @@ def rerun(run_id: str, uri: str, *, allow_code_change: bool, workdir: Path | Non
     """Redo ``run_id``; returns (identical, report)."""
     from mlflow.tracking import MlflowClient
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = MlflowClient(uri)
     record = load_record(client, run_id)
     tags = record["parent"].data.tags

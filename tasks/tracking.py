@@ -317,8 +317,13 @@ def log_generator_model(client, run_id: str, checkpoint: Path, z_dim: int) -> st
     import mlflow.pyfunc
     from importlib.metadata import version
 
+    import warnings
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     here = Path(__file__).resolve().parent
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # predict() takes plain arrays on purpose; MLflow suggests type hints for its validation
+        warnings.filterwarnings("ignore", message=".*type hints.*")
         path = Path(tmp) / "generator"
         mlflow.pyfunc.save_model(
             path, python_model=str(here / "mlflow_generator.py"), artifacts={"checkpoint": str(checkpoint)},
