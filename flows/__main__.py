@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p = sub.add_parser("compare", help="compare the variants of a pipeline run from MLflow -> reports/",
                        description="Print the variants of the newest pipeline run (or --run ID, or --all-runs) "
-                       "best first with their metrics, sample counts, steps and wall time, and write the same "
+                       "best first with their metrics, sample counts, steps and training time, and write the same "
                        "table as reports/compare.md with a plot of the held-out metric over training steps "
                        "(reports/compare.png).")
     p.add_argument("--experiment", default=None, help="MLflow experiment (default: tracking.experiment of --params)")
@@ -254,15 +254,14 @@ def _run_flow(args: argparse.Namespace) -> dict[str, Any]:
     return run_pipeline(args.params, args.overrides, not args.quiet, args.dask_address, args.force_flow)
 
 
-def _store_uri(args: argparse.Namespace) -> str:
-    """--tracking-uri, else what `run` would use with the settings file (if there is one)."""
-    if args.tracking_uri:
-        return args.tracking_uri
+def _settings_and_store(args: argparse.Namespace):
+    """The settings file's params (defaults when there is none) and the MLflow store to read:
+    --tracking-uri, else what `run` would use."""
     from tasks.config import Params, load_params
     from tasks.tracking import tracking_uri
 
     params = load_params(args.params, []) if os.path.exists(args.params) else Params()
-    return tracking_uri(params)
+    return params, args.tracking_uri or tracking_uri(params)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -271,10 +270,8 @@ def _compare(args: argparse.Namespace) -> int:
     from mlflow.tracking import MlflowClient
 
     from tasks import compare as C
-    from tasks.config import Params, load_params
 
-    params = load_params(args.params, []) if os.path.exists(args.params) else Params()
-    uri = _store_uri(args)
+    params, uri = _settings_and_store(args)
     client = MlflowClient(uri)
     data = C.collect(client, args.experiment or params.tracking.experiment, args.run, args.all_runs)
     header, body = C.table(data)
@@ -290,7 +287,7 @@ def _rerun(args: argparse.Namespace) -> int:
 
     from flows.rerun import rerun
 
-    same, report = rerun(args.run_id, _store_uri(args), allow_code_change=args.allow_code_change,
+    same, report = rerun(args.run_id, _settings_and_store(args)[1], allow_code_change=args.allow_code_change,
                          workdir=Path(args.workdir).resolve() if args.workdir else None,
                          run_pipeline=run_pipeline, progress=not args.quiet)
     print(report)
