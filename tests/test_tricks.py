@@ -181,7 +181,7 @@ def test_maxout_layer_is_the_max_over_pieces():
     torch.manual_seed(0)
     layer = Maxout(3, 4, pieces=5)
     x = torch.randn(6, 3)
-    W, b = layer.linear.weight.view(4, 5, 3), layer.linear.bias.view(4, 5)
+    W, b = layer.linear.weight.detach().view(4, 5, 3), layer.linear.bias.detach().view(4, 5)
     expected = torch.tensor([[max(float(W[u, k] @ x[i] + b[u, k]) for k in range(5)) for u in range(4)]
                              for i in range(6)])
     torch.testing.assert_close(layer(x), expected, rtol=1e-6, atol=1e-6)
