@@ -192,6 +192,9 @@ def _quiet_prefect() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+    # Prefect waits 20 s for its temporary server; a first start on a fresh install (bytecode
+    # compilation, database migration) on a busy 2-core machine takes longer than that.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def run_pipeline(params_file: str, overrides: list[str], progress: bool,

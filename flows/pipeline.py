@@ -14,7 +14,7 @@ from typing import Any
 
 from prefect import flow
 from prefect.futures import wait
-from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+from prefect.task_runners import ProcessPoolTaskRunner
 
 from tasks.common import Layout
 from tasks.config import Params, load_params
@@ -63,19 +63,22 @@ def pipeline(params_file: str = "params.yaml", overrides: list[str] | None = Non
 
 
 def task_runner(n_parallel: int, dask_address: str | None):
-    """Where the variants' stages run: an existing Dask cluster (its workers must see this folder;
-    give them one thread each), else worker processes on this machine when several variants run at
-    once, else one worker thread.  Processes rather than threads because torch's global RNG
-    (weight initialisation, dropout, gradient-penalty interpolation, augmentation) is shared by
-    the threads of a process: concurrent variants in threads would draw from each other's stream,
-    and a run would depend on their interleaving."""
+    """Where the variants' stages run when they do not run on the flow's own thread: an existing
+    Dask cluster (its workers must see this folder; give them one thread each), else worker
+    processes on this machine.  Processes rather than threads because torch's global RNG (weight
+    initialisation, dropout, gradient-penalty interpolation, augmentation) is shared by the threads
+    of a process: concurrent variants in threads would draw from each other's stream, and a run
+    would depend on their interleaving."""
     if dask_address:
         from prefect_dask import DaskTaskRunner
 
         return DaskTaskRunner(address=dask_address)
-    if n_parallel > 1:
-        return ProcessPoolTaskRunner(max_workers=n_parallel)
-    return ThreadPoolTaskRunner(max_workers=1)
+    return ProcessPoolTaskRunner(max_workers=n_parallel)
+
+
+# Each stage after the first waits on the one named beside it.
+STAGES = (("train", train_task, None), ("select", select_task, "train"),
+          ("evaluate", evaluate_task, "select"), ("export", export_task, "select"))
 
 
 def _run(params: Params, tracker: Tracker | None, n_parallel: int, progress: bool,
@@ -83,35 +86,59 @@ def _run(params: Params, tracker: Tracker | None, n_parallel: int, progress: boo
     # Absolute paths: on a Dask cluster the stages run in worker processes with their own cwd.
     layout = Layout(Path.cwd().resolve())
     prepared = prepare_task(params, tracker, layout)
-    futures: dict[str, dict[str, Any]] = {}
-    progress = progress and not dask_address  # bars from worker processes would interleave
-    # Submitted stage by stage, so that every training run is queued before any task that waits
-    # on one: a worker thread blocked on an upstream task never holds back a training run.
-    with task_runner(n_parallel, dask_address) as runner:
-        for i, v in enumerate(params.variant_names):
-            futures[v] = {"train": runner.submit(
-                train_task, {"params": params, "variant": v, "tracker": tracker, "position": i,
-                             "progress": progress, "layout": layout})}
-        for stage, task, upstream in (("select", select_task, "train"), ("evaluate", evaluate_task, "select"),
-                                      ("export", export_task, "select")):
-            for v in params.variant_names:
-                futures[v][stage] = runner.submit(task, {"params": params, "variant": v, "tracker": tracker,
-                                                         "layout": layout},
-                                                  wait_for=[futures[v][upstream]])
-        wait([f for fs in futures.values() for f in fs.values()])
+    if n_parallel == 1 and not dask_address:
+        outcomes = _run_here(params, tracker, layout, progress)
+    else:
+        outcomes = _run_on_runner(params, tracker, layout, progress and not dask_address,
+                                  task_runner(n_parallel, dask_address))
     results, failed = {}, {}
-    for v, fs in futures.items():
-        out = {}
-        for stage, fut in fs.items():
-            state = fut.state
+    for v, stages in outcomes.items():
+        results[v] = {}
+        for stage, (state, value) in stages.items():
             if state.is_completed():
-                out[stage] = fut.result()
+                results[v][stage] = value()
             else:
                 failed.setdefault(v, _reason(stage, state))
-        results[v] = out
         if tracker is not None:
             tracker.finish(v, ok=v not in failed, reason=failed.get(v))
     return {"prepare": prepared, "variants": results, "failed": failed}
+
+
+def _run_here(params: Params, tracker: Tracker | None, layout: Layout, progress: bool) -> dict[str, dict]:
+    """One variant after another, every stage on this thread: the thread that prepared the data.
+
+    Not on a worker thread: torch's CPU kernels run in OpenMP (libgomp) thread teams, one team
+    per calling thread.  Once the flow's thread has used one (the prepare stage trains the
+    feature classifier), a second thread doing the training makes more OpenMP threads than cores,
+    libgomp then stops spinning between parallel regions, and training ran ~40% slower
+    (benchmarks/orchestration.py, BENCHMARKS.md)."""
+    outcomes: dict[str, dict] = {}
+    for i, v in enumerate(params.variant_names):
+        outcomes[v] = {}
+        for stage, task, upstream in STAGES:
+            if upstream is not None and not outcomes[v][upstream][0].is_completed():
+                continue  # a failed stage's dependents do not run; the failure is reported once
+            extra = {"position": i, "progress": progress} if stage == "train" else {}
+            state = task(params=params, variant=v, tracker=tracker, layout=layout, **extra, return_state=True)
+            outcomes[v][stage] = (state, state.result)
+    return outcomes
+
+
+def _run_on_runner(params: Params, tracker: Tracker | None, layout: Layout, progress: bool,
+                   runner) -> dict[str, dict]:
+    """All variants submitted to ``runner`` at once; it runs as many as it has workers."""
+    futures: dict[str, dict[str, Any]] = {v: {} for v in params.variant_names}
+    # Submitted stage by stage, so that every training run is queued before any task that waits
+    # on one: a worker blocked on an upstream task never holds back a training run.
+    with runner:
+        for stage, task, upstream in STAGES:
+            for i, v in enumerate(params.variant_names):
+                extra = {"position": i, "progress": progress} if stage == "train" else {}
+                futures[v][stage] = runner.submit(
+                    task, {"params": params, "variant": v, "tracker": tracker, "layout": layout, **extra},
+                    wait_for=[futures[v][upstream]] if upstream else None)
+        wait([f for fs in futures.values() for f in fs.values()])
+    return {v: {stage: (f.state, f.result) for stage, f in fs.items()} for v, fs in futures.items()}
 
 
 def _reason(stage: str, state) -> str:

@@ -42,7 +42,8 @@ class Tricks:
     unrolled_lr: float = 0.01  # SGD step size of the unrolled D updates
     augment: str = ""  # DiffAugment policies applied to every D input, e.g. "color,translation,cutout"
     aux_weight: float = 1.0  # ACGAN: weight of the auxiliary classification loss
-    pack: int = 1  # PacGAN: D judges this many samples at once (Lin et al. 2018); 1 = off
+    pack: int = 1  # PacGAN: D judges this many samples at once (Lin et al. 2018); 1 = off.  A step then
+    #   draws batch_size packs (batch_size * pack samples), as the paper's minibatch does
     perceptual_weight: float = 0.0  # weight of a perceptual term in G's loss (0 = off): the distance of
     #   mean features of real and generated images on a fixed feature network
     perceptual_net: str = "classifier"  # classifier (the data set's own) or vgg16 (torchvision weights file)

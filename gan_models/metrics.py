@@ -11,6 +11,7 @@ symmetric positive semi-definite.  A new evaluation then costs one ``eigvalsh``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,7 +147,9 @@ def mode_metrics(points: np.ndarray, centers: np.ndarray, std: float,
 
     Each sample belongs to its nearest centre; it is *high quality* when within 3 std of it.  A
     mode is covered when at least ``min_count`` high-quality samples belong to it.  reverse_kl
-    is KL(generated mode histogram || uniform) over all samples.
+    is KL(generated mode histogram || uniform) over all samples; reverse_kl_high_quality the same
+    over the high-quality samples only, as PacGAN's code histograms them; with no high-quality
+    sample at all it is log K, the value of a total collapse onto one mode (finite, so it averages).
     """
     points = np.asarray(points, dtype=np.float64)
     centers = np.asarray(centers, dtype=np.float64)
@@ -156,10 +159,16 @@ def mode_metrics(points: np.ndarray, centers: np.ndarray, std: float,
     k = len(centers)
     counts_hq = np.bincount(nearest[hq], minlength=k)
     hist = np.bincount(nearest, minlength=k) / len(points)
-    nz = hist > 0
     return {"modes_covered": float((counts_hq >= min_count).sum()),
             "high_quality_fraction": float(hq.mean()),
-            "reverse_kl": float((hist[nz] * np.log(hist[nz] * k)).sum())}
+            "reverse_kl": _kl_to_uniform(hist),
+            "reverse_kl_high_quality": _kl_to_uniform(counts_hq / counts_hq.sum()) if counts_hq.any() else math.log(k)}
+
+
+def _kl_to_uniform(p: np.ndarray) -> float:
+    """KL(p || uniform over len(p)) = sum p log(p K), with 0 log 0 = 0."""
+    nz = p > 0
+    return float((p[nz] * np.log(p[nz] * len(p))).sum())
 
 
 # ----------------------------------------------------------------------------------------------

@@ -104,18 +104,12 @@ class Trainer:
         if data.shape[0] < batch_size:
             raise ValueError(f"the training set has {data.shape[0]} samples, fewer than the batch size "
                              f"{batch_size}; lower train.batch_size")
-        pack = gan.loss.tricks.pack
-        if batch_size % pack:
-            raise ValueError(f"tricks.pack={pack} needs a batch size that is a multiple of it, got {batch_size}")
         if gan.n_classes and labels is None:
             raise ValueError(f"variant {gan.name!r} is conditional and needs class labels")
         self.rank, self.world = _world()
         if batch_size % self.world:
             raise ValueError(f"the batch size {batch_size} must be a multiple of the number of processes "
                              f"{self.world}: each trains on an equal share")
-        if (batch_size // self.world) % pack:
-            raise ValueError(f"tricks.pack={pack} needs each process's share of the batch "
-                             f"({batch_size // self.world}) to be a multiple of it")
         self.gan = gan
         self.labels = labels if gan.n_classes else None
         # EMA of G's weights (sampling uses it when kept): a copy updated after every G step.
@@ -134,7 +128,10 @@ class Trainer:
                 dist.broadcast(t, src=0)
         self.opt_g, self.opt_d = gan.make_optimizers()
         self.data = data
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # D's minibatch: samples, or packs of `pack` samples (PacGAN)
+        # PacGAN's minibatch counts packs (Lin et al. 2018; their code draws batch_size x m samples),
+        # so a packed D sees as many inputs per step as an unpacked one.
+        self.pack = gan.loss.tricks.pack
         self.step = 0
         self._progressive: list[nn.Module] | None = None  # modules with set_progress, found on first use
         self.rng = torch.Generator().manual_seed(seed)  # data order and noise
@@ -167,12 +164,14 @@ class Trainer:
 
     # -- one step ----------------------------------------------------------------------------
     def batch(self) -> Batch:
-        """A fresh real batch (with its labels), noise, and the labels G is asked to draw.  With
-        several processes, every one draws the same global batch and keeps its own share."""
-        idx = torch.randint(self.data.shape[0], (self.batch_size,), generator=self.rng)
-        z = torch.randn(self.batch_size, self.gan.z_dim, generator=self.rng)
+        """A fresh real batch (with its labels), noise, and the labels G is asked to draw:
+        ``batch_size * pack`` samples of each.  With several processes, every one draws the same
+        global batch and keeps its own share."""
+        n = self.batch_size * self.pack
+        idx = torch.randint(self.data.shape[0], (n,), generator=self.rng)
+        z = torch.randn(n, self.gan.z_dim, generator=self.rng)
         if self.world > 1:
-            share = self.batch_size // self.world
+            share = n // self.world  # a whole number of packs: batch_size is a multiple of world
             idx = idx[self.rank * share:(self.rank + 1) * share]
             z = z[self.rank * share:(self.rank + 1) * share]
         real = to_model_range(self.data[idx]).to(self.device).contiguous(memory_format=self.memory_format)

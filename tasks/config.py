@@ -52,7 +52,7 @@ class PrepareConfig(_Section):
 
 class TrainConfig(_Section):
     steps: int = Field(2000, ge=1)  # generator updates per variant (a variant may override)
-    batch_size: int = Field(64, ge=1)  # real and fake samples per step
+    batch_size: int = Field(64, ge=1)  # D's inputs per step: real and fake samples (PacGAN: packs of tricks.pack)
     checkpoint_every: int = Field(500, ge=1)  # steps between checkpoints (the last step is always saved)
     log_every: int = Field(10, ge=1)  # steps between logged statistics (D(x), D(G(z)), grad norms, ...)
     parallel: int = Field(1, ge=1)  # variants trained at once by `flows run` (CPU threads are shared)

@@ -38,6 +38,7 @@ def isolated_stores(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("PREFECT_HOME", str(home / "prefect"))
     monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "WARNING")
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # 20 s is tight on 2 cores
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
     monkeypatch.setenv("GIT_PYTHON_REFRESH", "quiet")
     return home

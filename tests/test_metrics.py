@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.stats
 
 from gan_models import metrics as M
 
@@ -120,9 +121,17 @@ def test_mode_metrics_on_hand_built_samples():
     hist = np.array([3, 1, 0, 1]) / 5
     nz = hist > 0
     assert m["reverse_kl"] == pytest.approx(float((hist[nz] * np.log(hist[nz] * 4)).sum()), rel=1e-12)
+    # Over the 4 high-quality samples only (PacGAN's histogram): (3, 1, 0, 0) / 4, i.e. 0.75 ln 3.
+    assert m["reverse_kl_high_quality"] == pytest.approx(0.75 * np.log(3), rel=1e-12)
+    assert m["reverse_kl_high_quality"] == pytest.approx(scipy.stats.entropy([3, 1, 0, 0], [1, 1, 1, 1]), rel=1e-12)
     # Uniform over the modes: reverse KL 0, everything covered.
     m = M.mode_metrics(centers, centers, std)
-    assert m == {"modes_covered": 4.0, "high_quality_fraction": 1.0, "reverse_kl": pytest.approx(0.0, abs=1e-12)}
+    assert m == {"modes_covered": 4.0, "high_quality_fraction": 1.0, "reverse_kl": pytest.approx(0.0, abs=1e-12),
+                 "reverse_kl_high_quality": pytest.approx(0.0, abs=1e-12)}
+    # No high-quality sample at all: nothing covered; counted as a total collapse (log K).
+    m = M.mode_metrics(centers + 5.0, centers, std)
+    assert m["modes_covered"] == 0.0 and m["high_quality_fraction"] == 0.0
+    assert m["reverse_kl_high_quality"] == pytest.approx(np.log(4), rel=1e-12)
 
 
 def test_class_histogram_metrics():

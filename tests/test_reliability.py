@@ -97,12 +97,13 @@ def test_unreachable_tracking_server_fails_fast_before_any_work(project):
     assert not (project / "data").exists() and not (project / "models").exists()
 
 
-def test_divergence_fails_that_variant_only_with_the_reason_in_mlflow(tmp_path, isolated_stores):
+@pytest.mark.parametrize("parallel", [1, 2], ids=["on-the-flow-thread", "worker-processes"])
+def test_divergence_fails_that_variant_only_with_the_reason_in_mlflow(tmp_path, isolated_stores, parallel):
     from mlflow.tracking import MlflowClient
 
     from conftest import cli, copy_project
 
-    params = {**TINY, "train": {**TINY["train"], "variants": {
+    params = {**TINY, "train": {**TINY["train"], "parallel": parallel, "variants": {
         "mlp": TINY["train"]["variants"]["mlp"],
         "boom": {"preset": "mlp", "lr_g": 1e30, "lr_d": 1e30, "z_dim": 8, "generator": {"hidden": [32]},
                  "discriminator": {"hidden": [32]}}}}}

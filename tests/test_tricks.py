@@ -38,6 +38,24 @@ def test_packed_discriminator_sees_m_samples_side_by_side():
         D(torch.randn(5, 2))
 
 
+def test_pacgan_minibatch_counts_packs_as_in_the_paper():
+    """Lin et al.'s minibatch of 100 is 100 packs of m samples: the trainer draws batch_size * m
+    real samples and as many noise vectors, and D returns batch_size logits."""
+    from gan_models import variants as V
+    from gan_models.training import Trainer
+
+    for m in (1, 3):
+        spec = V.resolve_spec("pacgan", {"z_dim": 4, "generator": {"hidden": [8]}, "discriminator": {"hidden": [8]},
+                                         "tricks": {"pack": m}})
+        gan = V.build("pacgan", spec, V.DataInfo("points", (2,), 0))
+        tr = Trainer(gan, torch.randn(50, 2), batch_size=8, seed=0)
+        b = tr.batch()
+        assert b.real.shape == (8 * m, 2) and b.z.shape == (8 * m, 4)
+        assert gan.D(gan.G(b.z)).shape == (8,)
+        stats = tr.train_step(measure=True)
+        assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
+
+
 @pytest.mark.parametrize("p,stage,alpha", [(0.0, 0, 1.0), (0.19, 0, 1.0), (0.2, 1, 0.0), (0.3, 1, 0.5),
                                            (0.5, 1, 1.0), (0.7, 2, 0.5), (1.0, 2, 1.0)])
 def test_progressive_schedule(p, stage, alpha):
