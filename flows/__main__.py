@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+log = logging.getLogger("flows")
+
 EPILOG = """examples:
   python -m flows run                                   # everything, settings from params.yaml
   python -m flows run --set train.steps=500 --set train.variants='{mlp: {}}'
@@ -213,13 +215,16 @@ def run_pipeline(params_file: str, overrides: list[str], progress: bool,
             done = _already_done(params, tracking)
             if done is not None:
                 return done
+        # Prefect's temporary server takes seconds to start: start it while the tracking store
+        # is checked (and, for a new sqlite store, created), instead of one after the other.
+        prefect_start = _Background(_start_prefect)
         if params.tracking.enabled:
             from tasks.tracking import Tracker
 
             Tracker.check(params)  # fail on an unreachable tracking store before any work
         from flows.pipeline import pipeline
 
-        _start_prefect()
+        prefect_start.result()
         result = pipeline(params_file=params_file, overrides=overrides, progress=progress,
                           dask_address=dask_address)
         t = result.get("tracking")
@@ -314,6 +319,29 @@ def _serve(args: argparse.Namespace) -> int:
                                "dask_address": args.dask_address},
                    pause_on_shutdown=False, print_starting_message=False)
     return 0
+
+
+class _Background:
+    """``fn()`` on a daemon thread; ``result()`` waits for it and re-raises what it raised."""
+
+    def __init__(self, fn: Callable[[], Any]):
+        import threading
+
+        self._out: dict[str, Any] = {}
+        self._thread = threading.Thread(target=self._run, args=(fn,), name=f"background-{fn.__name__}", daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], Any]) -> None:
+        try:
+            self._out["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller of result()
+            self._out["error"] = e
+
+    def result(self) -> Any:
+        self._thread.join()
+        if "error" in self._out:
+            raise self._out["error"]
+        return self._out.get("value")
 
 
 def _start_prefect() -> None:
