@@ -218,11 +218,15 @@ def run_pipeline(params_file: str, overrides: list[str], progress: bool,
         # Prefect's temporary server takes seconds to start: start it while the tracking store
         # is checked (and, for a new sqlite store, created), instead of one after the other.
         prefect_start = _Background(_start_prefect)
-        if params.tracking.enabled:
-            from tasks.tracking import Tracker
+        try:
+            if params.tracking.enabled:
+                from tasks.tracking import Tracker
 
-            Tracker.check(params)  # fail on an unreachable tracking store before any work
-        from flows.pipeline import pipeline
+                Tracker.check(params)  # fail on an unreachable tracking store before any work
+            from flows.pipeline import pipeline
+        except BaseException:
+            prefect_start.join()  # let it finish, so that the server it started is stopped at exit
+            raise
 
         prefect_start.result()
         result = pipeline(params_file=params_file, overrides=overrides, progress=progress,
@@ -336,6 +340,9 @@ class _Background:
             self._out["value"] = fn()
         except BaseException as e:  # noqa: BLE001 - handed to the caller of result()
             self._out["error"] = e
+
+    def join(self) -> None:
+        self._thread.join()
 
     def result(self) -> Any:
         self._thread.join()
