@@ -3,13 +3,15 @@ tracking, DVC recording) against the sum of its stage functions called directly 
 (no Prefect, MLflow or DVC), on the default config; then a no-change rerun of both `flows run`
 and `dvc repro`.
 
-Each run gets its own fresh copy of the project (fresh PREFECT_HOME and MLflow store); the two
-sides alternate (flow, direct, flow, direct, ...) so that slow phases of a shared machine fall on
-both.  Besides the wall times it compares the training time of every variant inside the flow
-(``train/seconds`` from MLflow) with the same stage called directly.
+Each run gets its own copy of the project and its own PREFECT_HOME and MLflow store: one flow
+run with fresh stores (the first run on a machine: Prefect migrates its database, MLflow creates
+its tables), one with both stores initialised beforehand (every later run), and the direct
+calls.  The three alternate in rotated order over the rounds, so slow phases of a shared machine
+fall on all of them.  Besides wall times it compares the training time of every variant inside
+the flow (``train/seconds`` from MLflow) with the same stage called directly.
 
-    python benchmarks/orchestration.py            # the default params.yaml, 2 pairs (about 25 minutes)
-    python benchmarks/orchestration.py --quick    # a tenth of the training steps, 3 pairs
+    python benchmarks/orchestration.py            # the default params.yaml, 3 rounds (about 40 minutes)
+    python benchmarks/orchestration.py --quick    # a tenth of the training steps
 """
 
 from __future__ import annotations
@@ -86,37 +88,52 @@ def flow_train_seconds(tracking_uri: str) -> dict[str, float]:
             if "variant" in r.data.tags and "train/seconds" in r.data.metrics}
 
 
+INIT_STORES = """
+from prefect.client.orchestration import get_client
+from mlflow.tracking import MlflowClient
+with get_client(sync_client=True) as c:
+    c.hello()  # creates and migrates Prefect's database in PREFECT_HOME
+MlflowClient().search_experiments(max_results=1)  # creates the MLflow store's tables
+"""
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--pairs", type=int, default=None, help="flow/direct pairs, alternated (default 2; 3 with --quick)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of the three runs, their order rotated (default 3)")
     args = ap.parse_args()
-    pairs = args.pairs or (3 if args.quick else 2)
-    flows_s, directs_s, stages_s, train_flow, train_direct = [], [], [], [], []
+    sides = ("fresh", "initialised", "direct")
+    wall = {k: [] for k in sides}
+    stages_s, train = [], {"fresh": [], "initialised": [], "direct": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         bin_dir = str(Path(sys.executable).parent)
-        base = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
-        for i in range(pairs):
-            a = make_copy(tmp / f"flow{i}", args.quick)
-            b = make_copy(tmp / f"direct{i}", args.quick)
-            uri = f"sqlite:///{tmp}/mlflow{i}.db"
-            env_a = {**base, "PREFECT_HOME": str(tmp / f"prefect{i}"), "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(a)}
-            env_b = {**base, "PYTHONPATH": str(b)}
-            # Alternate which side goes first, so neither always runs on a warmer machine.
-            order = [("flow", a, env_a), ("direct", b, env_b)]
-            for side, cwd, env in (order if i % 2 == 0 else order[::-1]):
-                if side == "flow":
-                    s, _ = timed([sys.executable, "-m", "flows", "run", "--quiet"], cwd, env)
-                    flows_s.append(s)
-                    train_flow.append(flow_train_seconds(uri))
-                else:
+        base = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING",
+                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+                "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
+        for i in range(args.rounds):
+            envs, dirs = {}, {}
+            for side in sides:
+                dirs[side] = make_copy(tmp / f"{side}{i}", args.quick)
+                envs[side] = {**base, "PYTHONPATH": str(dirs[side]), "PREFECT_HOME": str(tmp / f"prefect-{side}{i}"),
+                              "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow-{side}{i}.db"}
+            # What a user's second and later runs find: Prefect's database and the MLflow store
+            # already created (untimed).
+            timed([sys.executable, "-c", INIT_STORES], dirs["initialised"], envs["initialised"])
+            order = sides[i % 3:] + sides[:i % 3]  # each side goes first once in three rounds
+            for side in order:
+                env, cwd = envs[side], dirs[side]
+                if side == "direct":
                     s, out = timed([sys.executable, "-c", DIRECT], cwd, env)
-                    directs_s.append(s)
                     rec = json.loads(out.strip().splitlines()[-1])
                     stages_s.append(rec["stages"])
-                    train_direct.append(rec["train"])
-            print(f"pair {i + 1}: flow {flows_s[-1]:.1f} s, direct {directs_s[-1]:.1f} s", file=sys.stderr, flush=True)
+                    train["direct"].append(rec["train"])
+                else:
+                    s, _ = timed([sys.executable, "-m", "flows", "run", "--quiet"], cwd, env)
+                    train[side].append(flow_train_seconds(env["MLFLOW_TRACKING_URI"]))
+                wall[side].append(s)
+            print(f"round {i + 1}: " + ", ".join(f"{k} {wall[k][-1]:.1f} s" for k in sides), file=sys.stderr, flush=True)
+        a, env_a = dirs["initialised"], envs["initialised"]
         rerun_s, out = timed([sys.executable, "-m", "flows", "run", "--quiet"], a, env_a)
         assert "nothing to do" in out, out
         forced_s, _ = timed([sys.executable, "-m", "flows", "run", "--quiet", "--force-flow"], a, env_a)
@@ -124,28 +141,30 @@ def main():
         assert "Running stage" not in out, out
         status_s, _ = timed([sys.executable, "-m", "dvc", "status"], a, env_a)
     med = statistics.median
-    flow_s, direct_s = med(flows_s), med(directs_s)
-    over = flow_s - direct_s
+    direct_s = med(wall["direct"])
+    runs = lambda xs: ", ".join(f"{x:.1f}" for x in xs)  # noqa: E731
     print(f"config: {'params.yaml with a tenth of the steps (--quick)' if args.quick else 'the default params.yaml'}; "
-          f"{pairs} alternated pairs, medians\n")
-    print("| what | wall time (s) | every run (s) |")
-    print("|---|---|---|")
-    print(f"| `python -m flows run` (Prefect + MLflow + DVC commit), fresh stores | {flow_s:.1f} | "
-          f"{', '.join(f'{x:.1f}' for x in flows_s)} |")
-    print(f"| the stage functions called directly, one process | {direct_s:.1f} | "
-          f"{', '.join(f'{x:.1f}' for x in directs_s)} (stages {', '.join(f'{x:.1f}' for x in stages_s)}) |")
-    print(f"| **overhead** | **{over:.1f} s = {100 * over / flow_s:.1f}% of the pipeline's wall time** | |")
-    print(f"| no-change `python -m flows run` | {rerun_s:.1f} | |")
-    print(f"| no-change `python -m flows run --force-flow` (through Prefect, every stage skips) | {forced_s:.1f} | |")
-    print(f"| no-change `dvc repro` | {repro_s:.1f} | |")
-    print(f"| `dvc status` | {status_s:.1f} | |")
-    print("\nTraining time of each variant inside the flow and called directly (medians):\n")
-    print("| variant | in the flow (s) | direct (s) | ratio |")
+          f"{args.rounds} rounds, order rotated, medians\n")
+    print("| what | wall time (s) | overhead | every run (s) |")
     print("|---|---|---|---|")
-    for v in sorted(train_direct[0]):
-        f = med([t[v] for t in train_flow])
-        d = med([t[v] for t in train_direct])
-        print(f"| {v} | {f:.1f} | {d:.1f} | {f / d:.2f} |")
+    for side, label in (("fresh", "fresh stores (first run: Prefect database and MLflow store created)"),
+                        ("initialised", "stores initialised (every later run)")):
+        f = med(wall[side])
+        print(f"| `python -m flows run`, {label} | {f:.1f} | **{f - direct_s:.1f} s = {100 * (f - direct_s) / f:.1f}%** "
+              f"| {runs(wall[side])} |")
+    print(f"| the stage functions called directly, one process | {direct_s:.1f} | | {runs(wall['direct'])} "
+          f"(stages {runs(stages_s)}) |")
+    print(f"| no-change `python -m flows run` | {rerun_s:.1f} | | |")
+    print(f"| no-change `python -m flows run --force-flow` (through Prefect, every stage skips) | {forced_s:.1f} | | |")
+    print(f"| no-change `dvc repro` | {repro_s:.1f} | | |")
+    print(f"| `dvc status` | {status_s:.1f} | | |")
+    print("\nTraining time of each variant (medians over the rounds):\n")
+    print("| variant | flow, fresh stores (s) | flow, stores initialised (s) | direct (s) | ratios to direct |")
+    print("|---|---|---|---|---|")
+    for v in sorted(train["direct"][0]):
+        m = {k: med([t[v] for t in train[k]]) for k in sides}
+        print(f"| {v} | {m['fresh']:.1f} | {m['initialised']:.1f} | {m['direct']:.1f} | "
+              f"{m['fresh'] / m['direct']:.2f}, {m['initialised'] / m['direct']:.2f} |")
 
 
 if __name__ == "__main__":

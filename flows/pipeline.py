@@ -109,9 +109,9 @@ def _run_here(params: Params, tracker: Tracker | None, layout: Layout, progress:
 
     Not on a worker thread: torch's CPU kernels run in OpenMP (libgomp) thread teams, one team
     per calling thread.  Once the flow's thread has used one (the prepare stage trains the
-    feature classifier), a second thread doing the training makes more OpenMP threads than cores,
-    libgomp then stops spinning between parallel regions, and training ran ~40% slower
-    (benchmarks/orchestration.py, BENCHMARKS.md)."""
+    feature classifier), a second thread doing the training would make a second team, more
+    OpenMP threads than cores.  Task states, retries and the UI are Prefect's all the same: a
+    task called in a flow runs on the caller's thread."""
     outcomes: dict[str, dict] = {}
     for i, v in enumerate(params.variant_names):
         outcomes[v] = {}
