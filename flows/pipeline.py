@@ -116,8 +116,8 @@ def _run_here(params: Params, tracker: Tracker | None, layout: Layout, progress:
     for i, v in enumerate(params.variant_names):
         outcomes[v] = {}
         for stage, task, upstream in STAGES:
-            if upstream is not None and not outcomes[v][upstream][0].is_completed():
-                continue  # a failed stage's dependents do not run; the failure is reported once
+            if upstream is not None and (upstream not in outcomes[v] or not outcomes[v][upstream][0].is_completed()):
+                continue  # a failed (or skipped) stage's dependents do not run; the failure is reported once
             extra = {"position": i, "progress": progress} if stage == "train" else {}
             state = task(params=params, variant=v, tracker=tracker, layout=layout, **extra, return_state=True)
             outcomes[v][stage] = (state, state.result)
