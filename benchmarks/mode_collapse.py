@@ -50,7 +50,7 @@ PUBLISHED = {  # PacGAN Table 1 (10 runs each): modes, % high-quality, reverse K
     ("ring", "mlp"): "6.3 / 98.2% / 0.45 (GAN)", ("ring", "pacgan"): "7.9 / 95.6% / 0.07 (PacGAN2)",
 }
 N_MODES = {"ring": 8, "grid": 25}
-KEY = ("dataset", "variant", "seed", "steps", "protocol", "batch_size", "eval_every")
+KEY = ("dataset", "variant", "seed", "steps", "batch_size", "protocol", "eval_every")  # the order of a job tuple
 
 
 def variant_spec(variant: str, protocol: str) -> dict:
