@@ -2,7 +2,7 @@
 
 Each benchmark's output (Markdown tables) is printed and saved to
 ``reports/benchmarks/<name>.md``; plots go next to it.  Nothing else should run on the machine
-meanwhile: the figures are timings.  The full set takes about three hours on 2 cores, most of it
+meanwhile: the figures are timings.  The full set takes about four hours on 2 cores, most of it
 the mode-collapse study (GAN against PacGAN2 with PacGAN's networks, 5 seeds on ring and grid;
 ``benchmarks/mode_collapse.py`` alone runs all five variants); ``--quick`` a few minutes
 (smaller sizes, fewer steps and repeats: for checking, not for reporting).
