@@ -113,8 +113,11 @@ def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bo
             on_log(step, stats)
 
     def checkpointed(step: int, state: dict[str, Any]) -> None:
-        ck.save_checkpoint(out, step, {**state, **meta})
+        # History first: a process killed between the two writes then resumes from the previous
+        # checkpoint and drops the later history lines, instead of resuming from a checkpoint
+        # whose history was never written.
         _write_history(out, history)
+        ck.save_checkpoint(out, step, {**state, **meta})
 
     t0 = time.time()
     start = trainer.step

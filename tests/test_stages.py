@@ -101,6 +101,37 @@ def test_resumed_training_is_bit_identical_to_an_uninterrupted_run(tiny_params, 
         assert torch.equal(straight[k], resumed[k]), k
 
 
+def test_a_crash_between_history_and_checkpoint_writes_loses_no_history(tiny_params, project, monkeypatch):
+    """The train stage writes two files per checkpoint, the history and the checkpoint; a process
+    killed between them (here: the second history write fails, as a SIGKILL would stop it) must
+    resume to the history of an uninterrupted run."""
+    import tasks.train as train_mod
+
+    class Killed(BaseException):
+        pass
+
+    prepare(tiny_params)
+    train(tiny_params, "dcgan", progress=False)
+    straight = (Layout().train_dir("dcgan") / "history.jsonl").read_text()
+    layout = Layout(project / "other")
+    prepare(tiny_params, layout)
+    real_write, calls = train_mod._write_history, []
+
+    def dies_on_second(out, history):
+        calls.append(len(history))
+        if len(calls) == 2:
+            raise Killed
+        return real_write(out, history)
+
+    monkeypatch.setattr(train_mod, "_write_history", dies_on_second)
+    with pytest.raises(Killed):
+        train(tiny_params, "dcgan", layout, progress=False)
+    monkeypatch.setattr(train_mod, "_write_history", real_write)
+    assert [e["step"] for e in ck.read_index(layout.train_dir("dcgan"))] == [10]  # the step-20 one never written
+    train(tiny_params, "dcgan", layout, progress=False)
+    assert (layout.train_dir("dcgan") / "history.jsonl").read_text() == straight
+
+
 def test_stages_skip_when_up_to_date_and_rerun_when_settings_change(tiny_params, project):
     prepare(tiny_params)
     train(tiny_params, "mlp", progress=False)
