@@ -104,7 +104,7 @@ def main():
     args = ap.parse_args()
     sides = ("fresh", "initialised", "direct")
     wall = {k: [] for k in sides}
-    stages_s, train = [], {"fresh": [], "initialised": [], "direct": []}
+    stages_s, train = [], {k: [] for k in sides}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         bin_dir = str(Path(sys.executable).parent)
