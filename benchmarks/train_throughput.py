@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gan_models import variants as V  # noqa: E402
-from gan_models.training import Trainer, to_model_range  # noqa: E402
+from gan_models.data import to_model_range  # noqa: E402
+from gan_models.training import Trainer  # noqa: E402
 
 CASES = [  # name, overrides, image size
     ("mlp", {}, 28),

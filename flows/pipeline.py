@@ -19,7 +19,9 @@ from prefect.task_runners import ProcessPoolTaskRunner
 from tasks.common import Layout
 from tasks.config import Params, load_params
 from tasks.tracking import Tracker, register_best
-from tasks.wrappers import evaluate_task, export_task, prepare_task, select_task, train_task
+from .fastpath import logged_state
+
+from .prefect_tasks import evaluate_task, export_task, prepare_task, select_task, train_task
 
 log = logging.getLogger("flows")
 
@@ -51,10 +53,16 @@ def pipeline(params_file: str = "params.yaml", overrides: list[str] | None = Non
         selections = {v: r["select"] for v, r in result["variants"].items() if "select" in r}
         result["registry"] = register_best(tracker, params.tracking.registered_model, selections,
                                            result["prepare"]["kind"], result["prepare"]["content_hash"])
-    if tracker is not None:
-        tracker.finish(None, ok=not result["failed"])
     if not result["failed"]:
         result["dvc"] = record_in_dvc(params_file, overrides)
+    if tracker is not None:
+        if not result["failed"] and not tracker.offline:
+            # The store's own record that this exact state is logged: the no-change fast path
+            # (flows.fastpath) looks for it there, so a deleted store or run means "log it again".
+            state = logged_state(params, Layout())
+            if state is not None:
+                tracker.mark_logged(state)
+        tracker.finish(None, ok=not result["failed"])
     result["tracking"] = {"uri": tracker.uri, "parent_run_id": tracker.parent_run_id,
                           "child_run_ids": tracker.child_run_ids, "complete": not tracker.offline} if tracker else None
     if result["failed"]:
@@ -97,6 +105,8 @@ def _run(params: Params, tracker: Tracker | None, n_parallel: int, progress: boo
         for stage, (state, value) in stages.items():
             if state.is_completed():
                 results[v][stage] = value()
+                if tracker is not None and not results[v][stage].get("tracking_complete", True):
+                    tracker.offline = True  # logging failed in the worker that ran this stage
             else:
                 failed.setdefault(v, _reason(stage, state))
         if tracker is not None:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import atomic_write_bytes, checkpoint_bytes, load_checkpoint
-from .training import to_model_range
+from .data import to_model_range
 
 
 class SmallCNN(nn.Module):

@@ -14,8 +14,25 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
 from .registry import Registry
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a variant needs to know about the prepared data."""
+
+    kind: str  # "image" (C, H, W) in [-1, 1] or "points" (D,) unbounded
+    shape: tuple[int, ...]
+    n_classes: int = 0  # 0 when the data set has no labels
+
+
+def to_model_range(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 images in [0, 255] -> float in [-1, 1]; float data passes through."""
+    if batch.dtype == torch.uint8:
+        return batch.float().div_(127.5).sub_(1.0)
+    return batch.float()
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .registry import Registry
-from .training import to_model_range
+from .data import to_model_range
 
 
 @dataclass

@@ -25,6 +25,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .data import to_model_range
 from .losses import Batch
 from .variants import GAN, memory_format
 
@@ -42,13 +43,6 @@ class DivergenceError(RuntimeError):
 
     def __reduce__(self):  # picklable across worker processes (the default passes only the message)
         return (type(self), (self.step, self.what))
-
-
-def to_model_range(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 images in [0, 255] -> float in [-1, 1]; float data passes through."""
-    if batch.dtype == torch.uint8:
-        return batch.float().div_(127.5).sub_(1.0)
-    return batch.float()
 
 
 def _grad_norm(module: nn.Module) -> float:

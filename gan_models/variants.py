@@ -24,16 +24,10 @@ import torch
 from torch import nn
 
 from . import losses, networks
+from .data import DataInfo
 from .registry import Registry, call_with_options
 
-
-@dataclass(frozen=True)
-class DataInfo:
-    """What a variant needs to know about the prepared data."""
-
-    kind: str  # "image" (C, H, W) in [-1, 1] or "points" (D,) unbounded
-    shape: tuple[int, ...]
-    n_classes: int = 0  # 0 when the data set has no labels
+__all__ = ["DataInfo"]  # re-exported: variants are built for a DataInfo
 
 
 GENERATORS: Registry[Callable[..., nn.Module]] = Registry("generator architecture")
@@ -167,8 +161,9 @@ def build(name: str, spec: dict[str, Any], data: DataInfo) -> GAN:
     n_cls = data.n_classes if cond != "none" else 0
     d_shape = tuple(data.shape)
     if tricks.pack > 1:
-        if cond == "input":
-            raise ValueError(f"variant {name!r}: tricks.pack cannot be combined with conditioning: input")
+        if cond != "none":  # a packed D sees m samples at once: there is no one label to take or predict
+            raise ValueError(f"variant {name!r}: tricks.pack cannot be combined with conditioning: {cond} "
+                             "(a packed discriminator judges m samples together, so it has no per-sample label)")
         d_shape = (d_shape[0] * tricks.pack, *d_shape[1:])  # m samples side by side (channels/features)
     out_act = "tanh" if data.kind == "image" else "identity"
     G = call_with_options(f"variant {name!r}: generator {g_arch!r}", GENERATORS.get(g_arch),

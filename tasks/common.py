@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -9,15 +10,14 @@ import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
 from gan_models.checkpoint import atomic_write_json, sha256_file
-from gan_models.data import DataError, content_hash, load_arrays
+from gan_models.data import DataError, DataInfo, content_hash, load_arrays
 from gan_models.runtime import keep_freed_memory
-from gan_models.variants import DataInfo
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,10 @@ class Layout:
 
     def samples_dir(self, variant: str) -> Path:
         return self.root / "samples" / variant
+
+
+class MissingInputError(DataError):
+    """A stage's input is missing or was changed: the message names the stage to run first."""
 
 
 @dataclass
@@ -138,43 +142,6 @@ def code_version() -> str:
         return f"gan-pipeline {__version__} (no git)"
 
 
-def code_hash() -> str:
-    """SHA-256 over the project's Python code (gan_models, tasks, flows), committed or not."""
-    here = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256()
-    for pkg in ("gan_models", "tasks", "flows"):
-        for f in sorted((here / pkg).rglob("*.py")):
-            h.update(str(f.relative_to(here)).encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()
-
-
-def stage_records(params: Any, layout: Layout) -> list[Path]:
-    """The record file of every stage of a pipeline run, in order."""
-    out = [layout.prepared / "manifest.json"]
-    for v in params.variant_names:
-        out += [layout.train_dir(v) / "run.json", layout.selected_dir(v) / "selection.json",
-                layout.metrics_file(v), layout.samples_dir(v) / "export.json"]
-    return out
-
-
-def finished_state(params: Any, layout: Layout, tracking: str) -> str | None:
-    """A hash of what a pipeline run depends on (settings, code, tracking store) and of what it
-    produced (every stage's record, each verified against its outputs' hashes); None when some
-    stage has work to do."""
-    records = stage_records(params, layout)
-    hashes = []
-    for r in records:
-        try:
-            fp = json.loads(r.read_text()).get("fingerprint")
-        except (OSError, ValueError):
-            return None
-        if not fp or not up_to_date(r, fp):
-            return None
-        hashes.append(sha256_file(r))
-    return fingerprint(params.to_dict(), code_hash(), tracking, hashes)
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -204,32 +171,34 @@ class RunLockedError(RuntimeError):
     """Another pipeline run holds this project folder."""
 
 
-class ProjectLock:
-    """An exclusive, non-blocking lock on ``<root>/.pipeline.lock`` (fcntl.flock), held for a
-    whole ``flows run``: a second run in the same folder is refused at once, with the holder's
-    pid.  The OS releases it when the process dies, so a killed run never leaves it stale."""
+@contextlib.contextmanager
+def file_lock(path: Path, blocking: bool = True) -> Iterator[int]:
+    """An exclusive ``fcntl.flock`` on ``path`` (created if needed), held for the ``with`` block;
+    yields the file descriptor.  The OS releases it when the process dies, so a killed process
+    never leaves it stale.  Non-blocking: raises BlockingIOError when another process holds it."""
+    import fcntl
 
-    def __init__(self, root: Path = Path(".")):
-        self.path = Path(root) / ".pipeline.lock"
-        self._fd: int | None = None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        yield fd
+    finally:
+        os.close(fd)  # releases the lock
 
-    def __enter__(self) -> "ProjectLock":
-        import fcntl
 
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise RunLockedError(f"another pipeline run (pid {holder}) is using {self.path.parent.resolve()}; "
-                                 "wait for it to finish, or run in a separate clone") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # releases the lock
-            self._fd = None
+@contextlib.contextmanager
+def project_lock(root: Path = Path(".")) -> Iterator[None]:
+    """``<root>/.pipeline.lock``, held for a whole ``flows run``: a second run in the same folder
+    is refused at once, naming the holder's pid."""
+    path = Path(root) / ".pipeline.lock"
+    try:
+        with file_lock(path, blocking=False) as fd:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield
+    except BlockingIOError:
+        holder = path.read_text(errors="replace").strip() or "unknown"
+        raise RunLockedError(f"another pipeline run (pid {holder}) is using {path.parent.resolve()}; "
+                             "wait for it to finish, or run in a separate clone") from None

@@ -167,7 +167,9 @@ def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             raise ConfigError(f"--set {item!r}: empty key part")
         node = doc
         for p in parts[:-1]:
-            nxt = node.setdefault(p, {})
+            if node.get(p) is None:  # absent, or written as `mlp:` (null, i.e. no overrides)
+                node[p] = {}
+            nxt = node[p]
             if not isinstance(nxt, dict):
                 raise ConfigError(f"--set {item!r}: {p!r} is not a section")
             node = nxt
@@ -221,8 +223,9 @@ def _check_images(root: Path) -> int:
 
 
 def check_inputs(params: Params) -> None:
-    """What can be known about the data before any work: folders exist, the training split is
-    at least one batch."""
+    """What can be known before any work: the device exists, data folders exist, the training
+    split is at least one batch."""
+    _check_device(params.train.device)
     prep = params.prepare
     if prep.dataset == "folder" or prep.dataset in ("mnist", "fashion_mnist", "cifar10"):
         if prep.root is None:
@@ -243,6 +246,25 @@ def check_inputs(params: Params) -> None:
         if n_train < params.train.batch_size:
             raise ConfigError(f"train.batch_size: {params.train.batch_size} is more than the {n_train} training "
                               f"samples of {prep.dataset}; lower train.batch_size (or raise prepare.max_samples)")
+
+
+def _check_device(name: str) -> None:
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"train.device: {name!r} is not a device; use cpu, auto, cuda or cuda:N") from None
+    if name == "auto" or dev.type == "cpu":
+        return
+    if dev.type != "cuda":
+        raise ConfigError(f"train.device: {name!r} is not supported; use cpu, auto, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"train.device: {name!r} but this machine has no usable CUDA device; use cpu, or auto "
+                          "(CUDA when available)")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"train.device: {name!r} but this machine has {torch.cuda.device_count()} CUDA "
+                          f"device(s); use cuda:0 .. cuda:{torch.cuda.device_count() - 1}, or auto")
 
 
 def check_variant_specs(params: Params) -> None:

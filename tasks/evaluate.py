@@ -17,8 +17,9 @@ from gan_models import checkpoint as ck
 from gan_models.training import sample
 from gan_models.variants import generator_from_checkpoint
 
-from .common import Layout, configure_threads, fingerprint, load_prepared, up_to_date, write_record
+from .common import Layout, MissingInputError, configure_threads, load_prepared, up_to_date, write_record
 from .config import Params
+from .stages import stage_fingerprint
 from .scoring import Scorer
 
 log = logging.getLogger(__name__)
@@ -28,26 +29,27 @@ def load_selected(layout: Layout, variant: str) -> tuple[dict[str, Any], dict[st
     """The selected checkpoint (hash-verified against the selection record) and that record."""
     record_path = layout.selected_dir(variant) / "selection.json"
     if not record_path.exists():
-        raise FileNotFoundError(f"{record_path} not found; run: python -m flows select --variant {variant}")
+        raise MissingInputError(f"{record_path} not found: the variant has no selected checkpoint yet; run "
+                                f"python -m flows select --variant {variant} first")
     record = json.loads(record_path.read_text())
     return ck.load_checkpoint(layout.best_checkpoint(variant), record["best_sha256"]), record
 
 
 def evaluate(params: Params, variant: str, layout: Layout = Layout()) -> dict[str, Any]:
-    threads = configure_threads(params.train.threads, params.train.parallel)
+    configure_threads(params.train.threads, params.train.parallel)
     prep = load_prepared(layout)
     cfg = params.evaluate
     ckpt, selection = load_selected(layout, variant)
     out = layout.metrics_file(variant)
-    fp = fingerprint("evaluate", cfg.model_dump(), selection["best_sha256"], prep.data_hash, threads)
-    if up_to_date(out, fp):
+    fp = stage_fingerprint("evaluate", params, variant, layout)
+    if up_to_date(out, fp.value):
         log.info("evaluate %s: up to date", variant)
         return json.loads(out.read_text())
     G, z_dim = generator_from_checkpoint(ckpt)
     scorer = Scorer.load(layout, prep, "train")
     scores = scorer.score(sample(G, cfg.n_samples, z_dim, cfg.seed), is_splits=cfg.is_splits, extended=True,
                           seed=cfg.seed)
-    record = {"fingerprint": fp, "variant": variant, "step": int(ckpt["step"]), **scores,
+    record = {"fingerprint": fp.value, "code": fp.code, "variant": variant, "step": int(ckpt["step"]), **scores,
               "n_samples": cfg.n_samples, "reference": f"{prep.manifest['dataset']}:train "
               f"({prep.manifest['counts']['train']} samples)", "extractor": scorer.extractor_name,
               "extractor_note": (prep.manifest.get("extractor") or {}).get("note", "2D points: metrics on raw coordinates"),

@@ -21,9 +21,10 @@ from gan_models.data import save_arrays
 from gan_models.training import balanced_labels, generate
 from gan_models.variants import generator_from_checkpoint
 
-from .common import Layout, configure_threads, fingerprint, load_prepared, up_to_date, write_record
+from .common import Layout, configure_threads, load_prepared, up_to_date, write_record
 from .config import Params
 from .evaluate import load_selected
+from .stages import stage_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +32,13 @@ WALK_ROWS = 8
 
 
 def export(params: Params, variant: str, layout: Layout = Layout()) -> dict[str, Any]:
-    threads = configure_threads(params.train.threads, params.train.parallel)
+    configure_threads(params.train.threads, params.train.parallel)
     prep = load_prepared(layout)
     cfg = params.export
     ckpt, selection = load_selected(layout, variant)
     out = layout.samples_dir(variant)
-    fp = fingerprint("export", cfg.model_dump(), selection["best_sha256"], threads)
-    if up_to_date(out / "export.json", fp):
+    fp = stage_fingerprint("export", params, variant, layout)
+    if up_to_date(out / "export.json", fp.value):
         log.info("export %s: up to date", variant)
         return json.loads((out / "export.json").read_text())
     G, z_dim = generator_from_checkpoint(ckpt)
@@ -81,6 +82,6 @@ def export(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
             I.save_png(out / "classes.png", I.grid(generate(G, zc, yc), nrow=per), scale=scale)
             files.append(out / "classes.png")
         files += [out / "images" / f"{i:03d}.png" for i in range(cfg.n_images)]
-    write_record(out / "export.json", {"fingerprint": fp, "variant": variant, "step": int(ckpt["step"]),
+    write_record(out / "export.json", {"fingerprint": fp.value, "code": fp.code, "variant": variant, "step": int(ckpt["step"]),
                                        "seed": cfg.seed, "files": [str(f.relative_to(out)) for f in files]}, files)
     return json.loads((out / "export.json").read_text())

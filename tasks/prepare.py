@@ -19,18 +19,19 @@ from gan_models import metrics as M
 from gan_models.features import EXTRACTORS
 from gan_models.data import DATASETS, DataError, content_hash, resize_images, save_arrays, split_indices, value_range
 
-from .common import Layout, configure_threads, fingerprint, up_to_date, write_record
+from .common import Layout, configure_threads, up_to_date, write_record
 from .config import Params
+from .stages import stage_fingerprint
 
 log = logging.getLogger(__name__)
 
 
 def prepare(params: Params, layout: Layout = Layout()) -> dict[str, Any]:
-    threads = configure_threads(params.train.threads, params.train.parallel)
+    configure_threads(params.train.threads, params.train.parallel)
     cfg = params.prepare
     out = layout.prepared
-    fp = fingerprint("prepare", cfg.model_dump(), params.seed, threads)
-    if up_to_date(out / "manifest.json", fp):
+    fp = stage_fingerprint("prepare", params, None, layout)
+    if up_to_date(out / "manifest.json", fp.value):
         log.info("prepare: %s is up to date", out)
         return _summary(out)
     loader = DATASETS.get(cfg.dataset)
@@ -53,7 +54,7 @@ def prepare(params: Params, layout: Layout = Layout()) -> dict[str, Any]:
     save_arrays(tmp / "heldout.npz", x=hx, y=hy)
     outputs = [tmp / "train.npz", tmp / "heldout.npz"]
     manifest: dict[str, Any] = {
-        "fingerprint": fp, "dataset": cfg.dataset, "source": DATASETS.entry(cfg.dataset).description,
+        "fingerprint": fp.value, "code": fp.code, "dataset": cfg.dataset, "source": DATASETS.entry(cfg.dataset).description,
         "kind": raw.kind, "shape": list(x.shape[1:]), "dtype": str(x.dtype),
         "counts": {"train": int(len(tx)), "heldout": int(len(hx))},
         "value_range": value_range(x), "model_range": [-1.0, 1.0] if raw.kind == "image" else value_range(x),
@@ -75,10 +76,17 @@ def prepare(params: Params, layout: Layout = Layout()) -> dict[str, Any]:
             raise DataError(f"prepare.extractor=classifier needs labelled images; {cfg.dataset} has no labels "
                             "(use inception or pixels)")
         options = {"weights": cfg.inception_weights, "url": cfg.inception_url} if key == "inception" else {}
+        weights_sha = None
         try:
             extractor = EXTRACTORS.get(key)(tmp, **options)
         except FileNotFoundError as e:
             raise DataError(str(e)) from None
+        if key == "inception":  # the weights are read again by select and evaluate: part of their inputs
+            from gan_models.inception import find_weights
+            from gan_models.checkpoint import sha256_file
+
+            w = find_weights(cfg.inception_weights)
+            weights_sha = sha256_file(w) if w else None
         f_train, _ = extractor(tx)
         f_held, logits_held = extractor(hx)
         ref_train, ref_held = M.reference_stats(f_train), M.reference_stats(f_held)
@@ -87,7 +95,7 @@ def prepare(params: Params, layout: Layout = Layout()) -> dict[str, Any]:
         save_arrays(tmp / "features_train.npz", features=f_train.astype(np.float32))  # for KID, PR, DC
         outputs += [tmp / "ref_train.npz", tmp / "ref_heldout.npz", tmp / "features_train.npz"]
         info: dict[str, Any] = {
-            "key": key, "options": options, "name": extractor.name, "feature_dim": int(f_train.shape[1]),
+            "key": key, "options": options, "weights_sha256": weights_sha, "name": extractor.name, "feature_dim": int(f_train.shape[1]),
             # Sanity figure: FID between two real sets should be near 0.
             "fid_train_vs_heldout": M.fid(ref_train, f_held),
             "note": f"FID on {extractor.name} features is not comparable with Inception FID"}

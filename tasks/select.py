@@ -16,26 +16,24 @@ from gan_models.images import score_png
 from gan_models.training import sample
 from gan_models.variants import generator_from_checkpoint
 
-from .common import Layout, configure_threads, fingerprint, load_prepared, up_to_date, write_record
+from .common import Layout, configure_threads, load_prepared, up_to_date, write_record
 from .config import Params
+from .stages import stage_fingerprint
 from .scoring import Scorer, headline_key, primary_metric, sort_key
 
 log = logging.getLogger(__name__)
 
 
 def select(params: Params, variant: str, layout: Layout = Layout()) -> dict[str, Any]:
-    threads = configure_threads(params.train.threads, params.train.parallel)
+    configure_threads(params.train.threads, params.train.parallel)
     prep = load_prepared(layout)
     cfg = params.select
     train_dir = layout.train_dir(variant)
-    if not (train_dir / "run.json").exists():
-        raise FileNotFoundError(f"{train_dir} holds no finished training run; run: python -m flows train "
-                                f"--variant {variant}")
+    fp = stage_fingerprint("select", params, variant, layout)  # names the stage to run when train has not
     entries = ck.read_index(train_dir)
     metric = primary_metric(prep.info.kind, cfg.metric)
     out = layout.selected_dir(variant)
-    fp = fingerprint("select", cfg.model_dump(), entries, prep.data_hash, threads)
-    if up_to_date(out / "selection.json", fp):
+    if up_to_date(out / "selection.json", fp.value):
         log.info("select %s: up to date", variant)
         return _summary(out)
 
@@ -63,7 +61,7 @@ def select(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
     score_png(out / "selection.png", [c["step"] for c in valid],
               [c["scores"][shown_key] for c in valid], best["step"], f"{shown_key} (held-out, {cfg.n_samples} samples)",
               f"{variant}: checkpoint selection")
-    record = {"fingerprint": fp, "variant": variant, "metric": metric, "split": "heldout",
+    record = {"fingerprint": fp.value, "code": fp.code, "variant": variant, "metric": metric, "split": "heldout",
               "extractor": scorer.extractor_name, "n_samples": cfg.n_samples, "seed": cfg.seed,
               "best_step": best["step"], "best_scores": best["scores"], "best_sha256": best["sha256"],
               "candidates": candidates}

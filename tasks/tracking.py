@@ -19,7 +19,7 @@ from typing import Any
 
 from gan_models.checkpoint import sha256_file
 
-from .common import code_version, resolved_threads
+from .common import code_version, file_lock, resolved_threads
 from .config import Params
 
 
@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 class TrackingError(RuntimeError):
     """The MLflow tracking store cannot be used."""
+
+
+STATE_TAG = "pipeline_state"  # on a parent run: the hash of the finished pipeline it logged completely
 
 
 def tracking_uri(params: Params, root: Path = Path(".")) -> str:
@@ -58,16 +61,9 @@ def _store_init_lock(uri: str):
     if not uri.startswith("sqlite:///"):
         yield
         return
-    import fcntl
-
     db = Path(uri[len("sqlite:///"):])
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(db.name + ".init-lock"), "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with file_lock(db.with_name(db.name + ".init-lock")):
+        yield
 
 
 def _experiment_id(client, name: str, uri: str) -> str:
@@ -215,35 +211,38 @@ class Tracker:
                         (str(e).splitlines() or [""])[0][:200])
             return None
 
+    MAX_BATCH = 900  # MLflow accepts up to 1000 metrics per log_batch
+
+    def send_metrics(self, variant: str, items: list) -> None:
+        """The one path every metric takes to the store (``mlflow.entities.Metric`` items), in
+        batches; after a failure nothing more is sent (each try could wait for a timeout)."""
+        for i in range(0, len(items), self.MAX_BATCH):
+            self._guard("logging metrics", self.client.log_batch, self.child_run_ids[variant],
+                        metrics=items[i:i + self.MAX_BATCH])
+
     def log_history(self, variant: str, rows: list[dict[str, Any]]) -> None:
         """Per-step statistics from a history file (what was not logged live)."""
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
-        items = [Metric(k, float(v), ts, int(r["step"])) for r in rows for k, v in r.items() if k != "step"]
-        for i in range(0, len(items), 900):
-            self._guard("logging the history", self.client.log_batch, self.child_run_ids[variant],
-                        metrics=items[i:i + 900])
+        self.send_metrics(variant, [Metric(k, float(v), ts, int(r["step"])) for r in rows for k, v in r.items()
+                                    if k != "step"])
+
+    def log_metrics(self, variant: str, metrics: dict[str, float], step: int = 0, prefix: str = "") -> None:
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        self.send_metrics(variant, [Metric(prefix + k, float(v), ts, step) for k, v in metrics.items()
+                                    if isinstance(v, (int, float)) and not isinstance(v, bool)])
 
     def log_data(self, prepared: dict[str, Any]) -> None:
         for run_id in [self.parent_run_id, *self.child_run_ids.values()]:
             self._guard("tagging the data", self.client.set_tag, run_id, "data_hash", prepared["content_hash"])
             self._guard("tagging the data", self.client.set_tag, run_id, "dataset", prepared["dataset"])
 
-    def metric_logger(self, variant: str) -> "BufferedMetrics":
+    def metric_logger(self, variant: str, interval_s: float = 1.0) -> "LiveMetrics":
         """A callback for the training loop; call ``flush()`` when training returns."""
-        logger = BufferedMetrics(self.client, self.child_run_ids[variant])
-        logger.failed = self.offline
-        return logger
-
-    def log_metrics(self, variant: str, metrics: dict[str, float], step: int = 0, prefix: str = "") -> None:
-        from mlflow.entities import Metric
-
-        ts = int(time.time() * 1000)
-        items = [Metric(prefix + k, float(v), ts, step) for k, v in metrics.items()
-                 if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        if items:
-            self._guard("logging metrics", self.client.log_batch, self.child_run_ids[variant], metrics=items)
+        return LiveMetrics(self, variant, interval_s)
 
     def log_artifact(self, variant: str | None, path: Path, artifact_path: str | None = None) -> None:
         run_id = self.parent_run_id if variant is None else self.child_run_ids[variant]
@@ -256,6 +255,41 @@ class Tracker:
         run_id = self.parent_run_id if variant is None else self.child_run_ids[variant]
         self._guard("setting a tag", self.client.set_tag, run_id, key, value)
 
+    def mark_logged(self, state: str) -> None:
+        """Tag the parent run with the finished pipeline's state (``tasks.stages.pipeline_state``):
+        the store's own record that this state is fully logged.  Set only when nothing failed."""
+        self.set_tag(None, STATE_TAG, state)
+
+    @staticmethod
+    def logged_run(params: Params, state: str, root: Path = Path(".")) -> dict[str, Any] | None:
+        """The finished pipeline run in the tracking store that logged ``state`` with all its
+        variant runs, or None (a new or emptied store, a deleted run).  Raises TrackingError when
+        the store cannot be reached."""
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        from mlflow.tracking import MlflowClient
+
+        uri = tracking_uri(params, root)
+        try:
+            with _store_init_lock(uri):
+                client = MlflowClient(uri)
+                exp = client.get_experiment_by_name(params.tracking.experiment)
+                if exp is None:
+                    return None
+                found = client.search_runs([exp.experiment_id], max_results=1, filter_string=(
+                    f"tags.{STATE_TAG} = '{state}' and attributes.status = 'FINISHED'"))
+                if not found:
+                    return None
+                parent = found[0].info.run_id
+                children = client.search_runs([exp.experiment_id],
+                                              filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+        except Exception as e:
+            raise TrackingError(_unreachable(uri, e)) from None
+        child_ids = {r.data.tags.get("variant"): r.info.run_id for r in children if r.info.status == "FINISHED"}
+        if set(child_ids) != set(params.variant_names):
+            return None
+        return {"uri": uri, "parent_run_id": parent, "child_run_ids": child_ids, "complete": True}
+
     def finish(self, variant: str | None, ok: bool, reason: str | None = None) -> None:
         run_id = self.parent_run_id if variant is None else self.child_run_ids[variant]
         if reason:
@@ -263,16 +297,15 @@ class Tracker:
         self._guard("closing the run", self.client.set_terminated, run_id, "FINISHED" if ok else "FAILED")
 
 
-class BufferedMetrics:
-    """Collects per-step statistics and sends them in batches (at most one request a second),
-    so tracking costs the training loop next to nothing."""
+class LiveMetrics:
+    """Collects the training loop's per-step statistics and hands them to ``Tracker.send_metrics``
+    at most once a second, so tracking costs the loop next to nothing.  A store that fails
+    mid-run does not stop training: the statistics stay in the stage's history.jsonl, and a rerun
+    logs them from there."""
 
-    MAX_BATCH = 900  # MLflow accepts up to 1000 metrics per log_batch
-
-    def __init__(self, client, run_id: str, interval_s: float = 1.0):
-        self.client, self.run_id, self.interval_s = client, run_id, interval_s
+    def __init__(self, tracker: Tracker, variant: str, interval_s: float = 1.0):
+        self.tracker, self.variant, self.interval_s = tracker, variant, interval_s
         self.pending: list = []
-        self.failed = False
         self.last = time.monotonic()
 
     def __call__(self, step: int, stats: dict[str, float]) -> None:
@@ -280,28 +313,12 @@ class BufferedMetrics:
 
         ts = int(time.time() * 1000)
         self.pending.extend(Metric(k, float(v), ts, step) for k, v in stats.items())
-        if time.monotonic() - self.last >= self.interval_s or len(self.pending) >= self.MAX_BATCH:
+        if time.monotonic() - self.last >= self.interval_s or len(self.pending) >= Tracker.MAX_BATCH:
             self.flush()
 
     def flush(self) -> None:
-        """Send what is pending.  A tracking store that fails mid-run does not stop training: the
-        statistics stay in the stage's history.jsonl, and the user is told once; after a failure
-        nothing more is sent (each try could wait for a timeout)."""
-        if self.failed:
-            self.pending = []
-            return
-        try:
-            while self.pending:
-                batch = self.pending[:self.MAX_BATCH]
-                self.client.log_batch(self.run_id, metrics=batch)
-                self.pending = self.pending[self.MAX_BATCH:]
-        except Exception as e:
-            if not self.failed:
-                log.warning("MLflow logging failed (%s: %s); training goes on. Every statistic is also in "
-                            "models/<variant>/train/history.jsonl; checkpoints and metrics stay on disk.",
-                            type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")
-            self.failed = True
-            self.pending = []
+        items, self.pending = self.pending, []
+        self.tracker.send_metrics(self.variant, items)
         self.last = time.monotonic()
 
 

@@ -26,8 +26,9 @@ from gan_models.images import curves_png
 from gan_models.training import Trainer
 from gan_models.variants import build
 
-from .common import Layout, configure_threads, fingerprint, load_prepared, resolve_device, up_to_date, write_record
+from .common import Layout, configure_threads, load_prepared, resolve_device, up_to_date, write_record
 from .config import Params
+from .stages import stage_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +70,16 @@ def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bo
            rank: int, world: int, dist_device: torch.device | None) -> dict[str, Any]:
     cfg = params.train
     # Each process gets its share of the cores (torchrun runs `world` of them on this machine).
-    threads = configure_threads(cfg.threads, cfg.parallel * world)
+    configure_threads(cfg.threads, cfg.parallel * world)
     prep = load_prepared(layout)
     spec = params.variant_spec(variant)
     steps = params.variant_steps(variant)
     device = dist_device or resolve_device(cfg.device)
     out = layout.train_dir(variant)
-    # Everything that changes the weights or the files (checkpoints, logged history); not `steps`,
-    # so a longer run continues where a shorter one stopped.
-    resume_fp = fingerprint("train", spec, cfg.batch_size, cfg.checkpoint_every, cfg.log_every, params.seed,
-                            prep.data_hash, str(device), threads, *([f"world={world}"] if world > 1 else []))
-    done_fp = fingerprint(resume_fp, steps)
+    # Everything that changes the weights or the files (settings, data, code, threads, device);
+    # not the step count, so a longer run continues where a shorter one stopped.
+    fp = stage_fingerprint("train", params, variant, layout, world=world)
+    resume_fp, done_fp = fp.resume, fp.value
     if up_to_date(out / "run.json", done_fp):
         log.info("train %s: up to date (%d steps)", variant, steps)
         return _summary(out, seconds=0.0, steps_done=0)
@@ -129,7 +129,7 @@ def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bo
     outputs = sorted(out.glob("step_*.pt")) + [out / ck.INDEX, out / "history.jsonl", out / "dynamics.png"]
     # Only deterministic content here (no timings, no code version): a rerun reproduces the
     # stage's files bit for bit, so DVC and Prefect runs hash the same.
-    write_record(out / "run.json", {"fingerprint": done_fp, "variant": variant, "steps": steps,
+    write_record(out / "run.json", {"fingerprint": done_fp, "code": fp.code, "variant": variant, "steps": steps,
                                     "final": history[-1] if history else {}}, outputs)
     return _summary(out, seconds=seconds, steps_done=steps - start)
 

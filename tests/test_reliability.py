@@ -72,9 +72,9 @@ def test_sigkill_during_training_then_rerun_is_bit_identical(tmp_path):
 
 
 def test_a_second_run_in_the_same_folder_is_refused(project):
-    from tasks.common import ProjectLock
+    from tasks.common import project_lock
 
-    with ProjectLock(project):
+    with project_lock(project):
         proc = subprocess.run([sys.executable, "-m", "flows", "run"], cwd=project, env=_env(), capture_output=True,
                               text=True, timeout=300)
     assert proc.returncode == 2
@@ -187,22 +187,99 @@ def test_two_clones_running_at_once_share_one_mlflow_store(tmp_path, isolated_st
     assert [r.data.metrics["fid"] for r in children][0] == pytest.approx(children[1].data.metrics["fid"], rel=1e-12)
 
 
-def test_tracking_failure_mid_run_does_not_stop_training(caplog):
-    from tasks.tracking import BufferedMetrics
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
-    class Dropped:
-        calls = 0
 
-        def log_batch(self, run_id, metrics):
-            Dropped.calls += 1
-            raise ConnectionError("server went away")
+def _mlflow_server(backend: str, port: int, cwd) -> subprocess.Popen:
+    """A real `mlflow server` on loopback, answering /health."""
+    import urllib.request
 
-    logger = BufferedMetrics(Dropped(), "run", interval_s=0.0)
-    for step in range(1, 4):
-        logger(step, {"loss/D": 1.0})  # must not raise
-    logger.flush()
-    assert logger.failed and Dropped.calls == 1  # told once, then stops trying
-    assert "history.jsonl" in caplog.text
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "PATH": venv_path()}
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--backend-store-uri", backend, "--default-artifact-root", str(cwd / "artifacts"),
+                               "--workers", "1"], env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    t0 = time.time()
+    while True:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200:
+                return server
+        except OSError:
+            pass
+        assert server.poll() is None, "mlflow server exited"
+        assert time.time() - t0 < 180, "mlflow server did not answer /health within 180 s"
+        time.sleep(0.5)
+
+
+def _stop(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, signal.SIGKILL)  # the server and its worker: the store goes away at once
+    server.wait()
+
+
+def test_tracking_failure_mid_run_does_not_stop_training(tmp_path):
+    """A real tracking server killed while a variant trains: the stages go on and write every file,
+    the run says the log is incomplete, and once the server is back the same command logs the
+    finished stages from their files (the whole history included), instead of skipping."""
+    from mlflow.tracking import MlflowClient
+
+    from conftest import cli, copy_project
+
+    params = {**LONG, "train": {**LONG["train"], "parallel": 2, "variants": {
+        **LONG["train"]["variants"], "mlp": TINY["train"]["variants"]["mlp"]}}}
+    proj = copy_project(tmp_path / "proj", params)
+    backend = f"sqlite:///{tmp_path / 'server.db'}"
+    port = _free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = _mlflow_server(backend, port, tmp_path)
+    env = {**_env(), "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": f"{proj}{os.pathsep}{ROOT}"}
+    run = subprocess.Popen([sys.executable, "-m", "flows", "run", "--quiet"], cwd=proj, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        index = proj / "models" / "dcgan" / "train" / ck.INDEX
+        deadline = time.time() + 300
+        while time.time() < deadline and run.poll() is None and not index.exists():
+            time.sleep(0.05)
+        assert run.poll() is None, "the run finished before the server could be stopped"
+        _stop(server)
+        out, err = run.communicate(timeout=600)
+    finally:
+        if server.poll() is None:
+            _stop(server)
+    assert run.returncode == 0, err[-3000:]
+    assert "MLflow is unreachable" in err
+    for v in ("dcgan", "mlp"):  # every stage wrote its files
+        assert json.loads((proj / "metrics" / f"{v}.json").read_text())["fid"] > 0
+        assert (proj / "samples" / v / "grid.png").exists()
+    history = [json.loads(line)["step"] for line in (proj / "models/dcgan/train/history.jsonl").read_text().splitlines()]
+    assert history == list(range(25, 301, 25))
+
+    server = _mlflow_server(backend, port, tmp_path)
+    try:
+        again = cli("run", "--quiet", cwd=proj, env={"MLFLOW_TRACKING_URI": uri})
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert "nothing to do" not in again.stdout  # not logged completely: the flow runs again
+        assert "Pipeline finished." in again.stdout
+        client = MlflowClient(uri)
+        exp = client.get_experiment_by_name("tests")
+        parents = [r for r in client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"])
+                   if "mlflow.parentRunId" not in r.data.tags]
+        newest = parents[0]
+        assert newest.info.status == "FINISHED" and newest.data.tags.get("pipeline_state")
+        children = {r.data.tags["variant"]: r for r in client.search_runs(
+            [exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{newest.info.run_id}'")}
+        assert sorted(children) == ["dcgan", "mlp"]
+        logged = [m.step for m in client.get_metric_history(children["dcgan"].info.run_id, "D/real")]
+        assert sorted(logged) == history  # logged from history.jsonl: training did not rerun
+        fid = json.loads((proj / "metrics/dcgan.json").read_text())["fid"]
+        assert children["dcgan"].data.metrics["fid"] == pytest.approx(fid, rel=1e-12)
+        # Now it is logged: a third run has nothing to do.
+        third = cli("run", "--quiet", cwd=proj, env={"MLFLOW_TRACKING_URI": uri})
+        assert third.returncode == 0 and "nothing to do" in third.stdout, third.stderr[-2000:]
+    finally:
+        _stop(server)
 
 
 def test_divergence_error_survives_a_process_boundary():

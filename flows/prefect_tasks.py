@@ -1,9 +1,13 @@
 """Thin Prefect tasks around the stage functions, with MLflow logging of what each stage wrote.
 
-The stage functions are the same ones ``dvc.yaml`` runs through ``python -m flows <stage>``;
-these wrappers add only retries and tracking.  Prefect's default INPUTS cache policy would hash
-tensors differently in every process, so caching is left to the stages themselves: each one
-returns at once when its recorded fingerprint (settings + input hashes) and outputs match.
+The stage functions (``tasks.<stage>``) are the same ones ``dvc.yaml`` runs through
+``python -m flows <stage>``; these wrappers add only retries and tracking.  Prefect's default
+INPUTS cache policy would hash tensors differently in every process, so caching is left to the
+stages themselves: each returns at once when its record carries its current fingerprint
+(``tasks.stages``: settings, inputs and code) and its outputs verify.
+
+A task may run in a worker process with its own copy of the tracker: every task returns
+``tracking_complete`` with its result, so a logging failure there reaches the flow.
 """
 
 from __future__ import annotations
@@ -16,15 +20,18 @@ from prefect.cache_policies import NO_CACHE
 
 from gan_models.checkpoint import sha256_file
 from gan_models.training import DivergenceError
+from tasks import evaluate as _evaluate
+from tasks import export as _export
+from tasks import prepare as _prepare
+from tasks import select as _select
+from tasks import train as _train
+from tasks.common import Layout
+from tasks.config import Params
+from tasks.tracking import Tracker
 
-from . import evaluate as _evaluate
-from . import export as _export
-from . import prepare as _prepare
-from . import select as _select
-from . import train as _train
-from .common import Layout
-from .config import Params
-from .tracking import Tracker
+
+def _tracked(summary: dict[str, Any], tracker: Tracker | None) -> dict[str, Any]:
+    return {**summary, "tracking_complete": tracker is None or not tracker.offline}
 
 
 @task(name="prepare", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -33,7 +40,7 @@ def prepare_task(params: Params, tracker: Tracker | None, layout: Layout = Layou
     if tracker is not None:
         tracker.log_data(summary)
         tracker.log_artifact(None, layout.prepared / "manifest.json", "data")
-    return summary
+    return _tracked(summary, tracker)
 
 
 def _transient(task, task_run, state) -> bool:
@@ -57,8 +64,6 @@ def train_task(params: Params, variant: str, tracker: Tracker | None, position: 
     finally:
         if on_log is not None:
             on_log.flush()  # what was logged before a failure is kept too
-            if on_log.failed and tracker is not None:
-                tracker.offline = True  # the run is not fully logged
     if tracker is not None:
         d = layout.train_dir(variant)
         # Statistics this run did not log live (training was up to date, or resumed): from the file.
@@ -71,7 +76,7 @@ def train_task(params: Params, variant: str, tracker: Tracker | None, position: 
         tracker.set_tag(variant, "train_index_sha256", sha256_file(d / "index.json"))
         tracker.log_artifact(variant, d / "dynamics.png", "training")
         tracker.log_artifact(variant, d / "history.jsonl", "training")
-    return summary
+    return _tracked(summary, tracker)
 
 
 @task(name="select", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE,
@@ -86,7 +91,7 @@ def select_task(params: Params, variant: str, tracker: Tracker | None, layout: L
         d = layout.selected_dir(variant)
         for name in ("selection.json", "selection.png", "best.pt"):
             tracker.log_artifact(variant, d / name, "selection")
-    return summary
+    return _tracked(summary, tracker)
 
 
 @task(name="evaluate", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE,
@@ -97,7 +102,7 @@ def evaluate_task(params: Params, variant: str, tracker: Tracker | None, layout:
         tracker.log_metrics(variant, {k: v for k, v in metrics.items() if k not in ("step",)}, step=metrics["step"])
         tracker.set_tag(variant, "extractor", metrics["extractor"])
         tracker.log_artifact(variant, layout.metrics_file(variant), "metrics")
-    return metrics
+    return _tracked(metrics, tracker)
 
 
 @task(name="export", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE,
@@ -106,4 +111,4 @@ def export_task(params: Params, variant: str, tracker: Tracker | None, layout: L
     summary = _export.export(params, variant, layout)
     if tracker is not None:
         tracker.log_artifact(variant, layout.samples_dir(variant), "samples")
-    return summary
+    return _tracked(summary, tracker)

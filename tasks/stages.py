@@ -1,0 +1,365 @@
+"""The stage table: for each stage, the settings it reads, the files it reads and writes, and the
+project source files it runs.  It is the one definition of what a stage depends on:
+
+* every stage's skip decision fingerprints all three (``fingerprint``): the values of its
+  settings, the content hashes of its inputs, the content hashes of its code;
+* ``dvc.yaml`` is generated from it (``python -m flows dvc-yaml``; a test checks that the
+  committed file is that output), so DVC and the stages cannot disagree;
+* "is this run done?" (``pipeline_done``) asks each stage's record, verified against its outputs.
+
+The code of a stage is the transitive closure of the project modules its entry module imports
+(module level or inside functions), read from the source with ``ast``, by content hash: an
+uncommitted edit counts, an edit of a module the stage never imports does not.
+``tasks/config.py`` is part of every stage (it defines what the settings mean, defaults
+included), but its own imports are not followed: it imports the variant builders only to reject a
+bad spec before any work, and a stage that builds networks imports them itself.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from gan_models.checkpoint import sha256_file
+
+from .common import Layout, MissingInputError, fingerprint, load_prepared, resolve_device, resolved_threads, up_to_date
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("gan_models", "tasks", "flows")
+SETTINGS_MODULE = "tasks.config"  # in every stage; its imports are not followed (see above)
+
+
+@dataclass(frozen=True)
+class Out:
+    path: str
+    persist: bool = False  # kept when the stage reruns (checkpoints, so training resumes)
+    metric: bool = False  # a DVC metrics file (small JSON, not cached)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline step.  Paths and setting keys may hold ``{v}``, the variant's name."""
+
+    name: str
+    module: str  # the entry module; its import closure is the stage's code
+    params: tuple[str, ...]  # dotted keys of params.yaml the stage reads
+    deps: tuple[str, ...]  # data the stage reads (outputs of earlier stages)
+    outs: tuple[Out, ...]
+    record: str  # the JSON record the stage writes last (fingerprint + output hashes)
+    per_variant: bool = True
+    # Settings left out of the key under which the stage's partial work (checkpoints) is reused:
+    # training continues where a shorter run with otherwise equal settings stopped.
+    resume_ignores: tuple[str, ...] = ()
+
+    def path(self, template: str, variant: str | None) -> str:
+        return template.replace("{v}", variant or "")
+
+
+# Every stage sets the CPU thread count from train.threads / train.parallel: results depend on it.
+THREADS = ("train.parallel", "train.threads")
+
+STAGES: tuple[Stage, ...] = (
+    Stage("prepare", "tasks.prepare", ("seed", "prepare", *THREADS), (),
+          (Out("data/prepared"),), "data/prepared/manifest.json", per_variant=False),
+    Stage("train", "tasks.train",
+          ("seed", "train.steps", "train.batch_size", "train.checkpoint_every", "train.log_every", "train.device",
+           *THREADS, "train.variants.{v}"),
+          ("data/prepared",), (Out("models/{v}/train", persist=True),), "models/{v}/train/run.json",
+          resume_ignores=("train.steps", "train.variants.{v}:steps")),
+    Stage("select", "tasks.select", ("select", *THREADS), ("data/prepared", "models/{v}/train"),
+          (Out("models/{v}/selected"),), "models/{v}/selected/selection.json"),
+    Stage("evaluate", "tasks.evaluate", ("evaluate", *THREADS), ("data/prepared", "models/{v}/selected"),
+          (Out("metrics/{v}.json", metric=True),), "metrics/{v}.json"),
+    Stage("export", "tasks.export", ("export", *THREADS), ("data/prepared", "models/{v}/selected"),
+          (Out("samples/{v}"),), "samples/{v}/export.json"),
+)
+BY_NAME = {s.name: s for s in STAGES}
+
+
+def stage(name: str) -> Stage:
+    if name not in BY_NAME:
+        raise ValueError(f"unknown stage {name!r}; stages: {', '.join(BY_NAME)}")
+    return BY_NAME[name]
+
+
+# -- code: the import closure of a stage's entry module ------------------------------------------
+def _module_file(module: str) -> Path | None:
+    base = ROOT / Path(*module.split("."))
+    for f in (base.with_suffix(".py"), base / "__init__.py"):
+        if f.is_file():
+            return f
+    return None
+
+
+def _imports(module: str) -> set[str]:
+    """Project modules that ``module`` imports anywhere in its source (resolved, existing)."""
+    f = _module_file(module)
+    package = module if f is not None and f.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(f.read_text(), str(f))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1])
+                base = f"{base}.{node.module}" if node.module else base
+            else:
+                base = node.module or ""
+            names = [base] + [f"{base}.{a.name}" for a in node.names]  # `from pkg import module`
+        else:
+            continue
+        for name in names:
+            if name.split(".")[0] in PACKAGES and _module_file(name) is not None:
+                found.add(name)
+    return found
+
+
+@lru_cache(maxsize=None)
+def code_files(module: str) -> tuple[str, ...]:
+    """Source files (relative to the project root) that ``module`` runs: its import closure,
+    each module's package ``__init__`` included, plus the settings module."""
+    seen: set[str] = set()
+    todo = [module, SETTINGS_MODULE]
+    while todo:
+        m = todo.pop()
+        if m in seen:
+            continue
+        seen.add(m)
+        parts = m.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # packages run their __init__
+        if m != SETTINGS_MODULE:
+            todo += sorted(_imports(m))
+    return tuple(sorted(str(_module_file(m).relative_to(ROOT)) for m in seen))
+
+
+def code_hashes(module: str) -> dict[str, str]:
+    return {f: sha256_file(ROOT / f) for f in code_files(module)}
+
+
+# -- settings and inputs ----------------------------------------------------------------------------
+def _lookup(doc: dict[str, Any], key: str) -> Any:
+    node: Any = doc
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+# Settings fingerprinted by what they resolve to on this machine (``runtime``), not as written:
+# `threads: null` and `threads: 2` on a 2-core machine give the same results.
+RESOLVED = ("train.parallel", "train.threads", "train.device")
+
+
+def settings(st: Stage, params: Any, variant: str | None) -> dict[str, Any]:
+    """The values of the settings ``st`` reads, by dotted key (defaults included), less those
+    fingerprinted by their resolved value."""
+    doc = params.to_dict()
+    return {k: _lookup(doc, st.path(k, variant)) for k in st.params if k not in RESOLVED}
+
+
+def verified_outputs(record_path: Path, produced_by: str) -> dict[str, Any]:
+    """An earlier stage's record, after checking every output it lists against its hash."""
+    if not record_path.exists():
+        raise MissingInputError(f"{record_path} not found: {produced_by} has not run (or did not finish); "
+                                f"run: python -m flows {produced_by} first")
+    try:
+        rec = json.loads(record_path.read_text())
+        ok = all(sha256_file(record_path.parent / rel) == h for rel, h in rec.get("outputs", {}).items())
+    except (OSError, ValueError):
+        ok = False
+    if not ok:
+        raise MissingInputError(f"the outputs recorded in {record_path} are missing or were changed; "
+                                f"rerun: python -m flows {produced_by}")
+    return rec
+
+
+def current_outputs(record_path: Path, produced_by: str) -> dict[str, str | None]:
+    """The present content hash of every output an earlier stage's record lists (None: missing).
+    Not required to match the record: selection scores a damaged checkpoint as invalid rather
+    than refusing to run, and the fingerprint still changes with the damage."""
+    if not record_path.exists():
+        raise MissingInputError(f"{record_path} not found: {produced_by} has not run (or did not finish); "
+                                f"run: python -m flows {produced_by} first")
+    try:
+        listed = json.loads(record_path.read_text()).get("outputs", {})
+    except ValueError:
+        raise MissingInputError(f"{record_path} is corrupt; rerun: python -m flows {produced_by}") from None
+    base = record_path.parent
+    return {rel: sha256_file(base / rel) if (base / rel).is_file() else None for rel in listed}
+
+
+def _tree_hash(root: Path) -> str:
+    """Content hash of every file under ``root`` (a user's image folder, torchvision files)."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + sha256_file(f).encode())
+    return h.hexdigest()
+
+
+def _prepared_inputs(layout: Layout, what: str) -> dict[str, Any]:
+    """What a later stage takes from data/prepared: ``data`` (the arrays' content hash) or
+    ``all`` (every prepared file: classifier weights and real statistics too, and the extractor)."""
+    prep = load_prepared(layout)
+    if what == "data":
+        return {"data": prep.data_hash}
+    return {"data": prep.data_hash, "prepared_files": prep.manifest.get("outputs", {}),
+            "extractor": prep.manifest.get("extractor")}
+
+
+def inputs(st: Stage, params: Any, variant: str | None, layout: Layout) -> dict[str, Any]:
+    """Content hashes of what ``st`` reads; raises MissingInputError naming the stage to run."""
+    v = variant
+    if st.name == "prepare":
+        cfg = params.prepare
+        out: dict[str, Any] = {}
+        if cfg.root and Path(cfg.root).is_dir():
+            out["root"] = _tree_hash(Path(cfg.root))
+        if cfg.extractor == "inception":
+            from gan_models.inception import find_weights
+
+            w = find_weights(cfg.inception_weights)
+            out["inception_weights"] = sha256_file(w) if w else None
+        return out
+    if st.name == "train":
+        out = _prepared_inputs(layout, "data")
+        tricks = params.variant_spec(v).get("tricks", {})
+        if tricks.get("perceptual_weight"):
+            net = tricks.get("perceptual_net", "classifier")
+            if net == "classifier":
+                out["perceptual"] = _prepared_inputs(layout, "all")["prepared_files"].get("classifier.pt")
+            else:
+                import torch
+
+                w = Path(torch.hub.get_dir()) / "checkpoints" / "vgg16-397923af.pth"
+                out["perceptual"] = sha256_file(w) if w.is_file() else None
+        return out
+    if st.name == "select":
+        files = current_outputs(layout.train_dir(v) / "run.json", f"train --variant {v}")
+        return {**_prepared_inputs(layout, "all"), "checkpoints": files}
+    sel = verified_outputs(layout.selected_dir(v) / "selection.json", f"select --variant {v}")
+    picked = {"best_sha256": sel["best_sha256"], "metric": sel["metric"]}
+    if st.name == "evaluate":
+        return {**_prepared_inputs(layout, "all"), "selected": picked}
+    return {**_prepared_inputs(layout, "data"), "selected": picked}  # export
+
+
+def runtime(st: Stage, params: Any, world: int = 1) -> dict[str, Any]:
+    """What the results depend on besides settings and files: the CPU threads, the device."""
+    cfg = params.train
+    out: dict[str, Any] = {"threads": resolved_threads(cfg.threads, cfg.parallel * world)}
+    if st.name == "train":
+        out["device"] = str(resolve_device(cfg.device))
+        if world > 1:
+            out["processes"] = world
+    return out
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    value: str  # the hash a stage's record must carry for the stage to be skipped
+    resume: str  # the key under which partial work is reused (= value unless resume_ignores)
+    code: dict[str, str]  # source file -> SHA-256, written into the record for the reader
+
+
+def stage_fingerprint(name: str, params: Any, variant: str | None, layout: Layout, *,
+                      world: int = 1) -> Fingerprint:
+    """The fingerprint of stage ``name`` (for ``variant``): settings, input hashes, code hashes and
+    runtime."""
+    st = stage(name)
+    s = settings(st, params, variant)
+    ins, code, rt = inputs(st, params, variant, layout), code_hashes(st.module), runtime(st, params, world)
+    if not st.resume_ignores:
+        value = fingerprint(name, s, ins, code, rt)
+        return Fingerprint(value, value, code)
+    kept, ignored = dict(s), {}
+    for key in st.resume_ignores:
+        head, _, sub = key.partition(":")  # "train.variants.{v}:steps": a key inside a value
+        if sub:
+            ignored[key] = (kept.get(head) or {}).get(sub)
+            kept[head] = {k: val for k, val in (kept.get(head) or {}).items() if k != sub}
+        else:
+            ignored[key] = kept.pop(head, None)
+    resume = fingerprint(name, kept, ins, code, rt)
+    return Fingerprint(fingerprint(resume, ignored), resume, code)
+
+
+def record_path(name: str, variant: str | None, layout: Layout) -> Path:
+    st = stage(name)
+    return layout.root / st.path(st.record, variant)
+
+
+def stage_done(name: str, params: Any, variant: str | None, layout: Layout) -> bool:
+    """True when the stage's record carries its current fingerprint and its outputs verify."""
+    try:
+        fp = stage_fingerprint(name, params, variant, layout)
+    except MissingInputError:
+        return False
+    return up_to_date(record_path(name, variant, layout), fp.value)
+
+
+def pipeline_records(params: Any, layout: Layout) -> list[tuple[str, str | None]]:
+    """(stage, variant) of every stage of a pipeline run, in order."""
+    out: list[tuple[str, str | None]] = [("prepare", None)]
+    for v in params.variant_names:
+        out += [(s.name, v) for s in STAGES if s.per_variant]
+    return out
+
+
+def pipeline_state(params: Any, layout: Layout) -> str | None:
+    """A hash of the finished pipeline (every stage's fingerprint and record); None when some stage
+    has work to do.  This is the one answer to "is this run done?" on disk; whether it was logged
+    is asked of the tracking store itself (tasks.tracking)."""
+    parts = []
+    for name, v in pipeline_records(params, layout):
+        if not stage_done(name, params, v, layout):
+            return None
+        parts.append(sha256_file(record_path(name, v, layout)))
+    return fingerprint("pipeline", params.to_dict(), parts)
+
+
+# -- dvc.yaml -----------------------------------------------------------------------------------------
+DVC_HEADER = """\
+# Generated from the stage table in tasks/stages.py by `python -m flows dvc-yaml`: do not edit.
+# Each stage lists the settings it reads, the data it reads and writes, and the project source
+# files it runs (the import closure of its module): the same three things the stage itself
+# fingerprints to decide whether it is up to date, so DVC and the stages agree.  Variant stages
+# are generated from train.variants in params.yaml (train@mlp, train@dcgan, ...).
+"""
+
+
+def dvc_yaml() -> str:
+    """The text of dvc.yaml, from the stage table."""
+    lines = [DVC_HEADER.rstrip("\n"), "stages:"]
+    for st in STAGES:
+        ind = "      " if st.per_variant else "    "
+        lines.append(f"  {st.name}:")
+        if st.per_variant:
+            lines += ["    foreach: ${train.variants}", "    do:"]
+        sub = lambda t: t.replace("{v}", "${key}")  # noqa: E731
+        variant_arg = " --variant ${key}" if st.per_variant else ""
+        lines.append(f"{ind}cmd: python -m flows {st.name}{variant_arg} --quiet")
+        lines.append(f"{ind}deps:")
+        lines += [f"{ind}  - {sub(d)}" for d in st.deps]
+        lines += [f"{ind}  - {f}" for f in code_files(st.module)]
+        lines.append(f"{ind}params:")
+        lines += [f"{ind}  - {sub(p)}" for p in st.params]
+        metrics = [o for o in st.outs if o.metric]
+        outs = [o for o in st.outs if not o.metric]
+        if outs:
+            lines.append(f"{ind}outs:")
+            for o in outs:
+                if o.persist:
+                    lines += [f"{ind}  - {sub(o.path)}:", f"{ind}      persist: true"]
+                else:
+                    lines.append(f"{ind}  - {sub(o.path)}")
+        if metrics:
+            lines.append(f"{ind}metrics:")
+            for o in metrics:
+                lines += [f"{ind}  - {sub(o.path)}:", f"{ind}      cache: false"]
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
