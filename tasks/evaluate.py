@@ -49,7 +49,8 @@ def evaluate(params: Params, variant: str, layout: Layout = Layout()) -> dict[st
     scorer = Scorer.load(layout, prep, "train")
     scores = scorer.score(sample(G, cfg.n_samples, z_dim, cfg.seed), is_splits=cfg.is_splits, extended=True,
                           seed=cfg.seed)
-    record = {"fingerprint": fp.value, "code": fp.code, "variant": variant, "step": int(ckpt["step"]), **scores,
+    # One code hash, not the file map: DVC shows every key of a metrics file as a column.
+    record = {"fingerprint": fp.value, "code_sha256": fp.code_sha256, "variant": variant, "step": int(ckpt["step"]), **scores,
               "n_samples": cfg.n_samples, "reference": f"{prep.manifest['dataset']}:train "
               f"({prep.manifest['counts']['train']} samples)", "extractor": scorer.extractor_name,
               "extractor_note": (prep.manifest.get("extractor") or {}).get("note", "2D points: metrics on raw coordinates"),

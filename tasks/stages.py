@@ -265,6 +265,11 @@ class Fingerprint:
     resume: str  # the key under which partial work is reused (= value unless resume_ignores)
     code: dict[str, str]  # source file -> SHA-256, written into the record for the reader
 
+    @property
+    def code_sha256(self) -> str:
+        """One hash of the code map, for records read as tables (DVC metrics files)."""
+        return hashlib.sha256(json.dumps(self.code, sort_keys=True).encode()).hexdigest()
+
 
 def stage_fingerprint(name: str, params: Any, variant: str | None, layout: Layout, *,
                       world: int = 1) -> Fingerprint:

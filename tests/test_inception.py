@@ -80,7 +80,7 @@ def test_pipeline_stages_with_the_inception_extractor(weights_file, project):
     from tasks.select import select
     from tasks.train import train
 
-    path, _ = weights_file
+    path, original = weights_file
     write_params(project / "params.yaml", {
         **TINY, "prepare": {"dataset": "digits", "max_samples": 40, "heldout_fraction": 0.25, "classifier_epochs": 1,
                             "extractor": "inception", "inception_weights": str(path)},
@@ -93,5 +93,40 @@ def test_pipeline_stages_with_the_inception_extractor(weights_file, project):
     assert m["extractor"]["name"] == "inception" and m["extractor"]["feature_dim"] == 2048
     train(params, "mlp", progress=False)
     select(params, "mlp")
-    metrics = evaluate(params, "mlp")
-    assert metrics["extractor"] == "inception" and metrics["fid"] > 0 and metrics["is_mean"] >= 1.0
+    evaluate(params, "mlp")
+    metrics = json.loads((project / "metrics/mlp.json").read_text())
+    assert metrics["extractor"] == "inception" and metrics["n_samples"] == 20
+
+    # Recompute IS and FID here from the samples the evaluate stage draws (the selected checkpoint,
+    # evaluate.seed), put through the same weights file by the reference network built above.
+    import numpy as np
+    import scipy.special
+
+    from gan_models import checkpoint as ck
+    from gan_models.training import sample
+    from gan_models.variants import generator_from_checkpoint
+
+    sel = json.loads((project / "models/mlp/selected/selection.json").read_text())
+    G, z_dim = generator_from_checkpoint(ck.load_checkpoint(project / "models/mlp/selected/best.pt",
+                                                            sel["best_sha256"]))
+    fake = sample(G, 20, z_dim, params.evaluate.seed)
+    with np.load(project / "data/prepared/train.npz") as f:
+        real_u8 = f["x"]
+    with torch.no_grad():
+        f_fake, logits = (t.double().numpy() for t in original(fake))
+        f_real = original(torch.from_numpy(real_u8).float() / 127.5 - 1)[0].double().numpy()
+    # IS: exp(mean KL(p(y|x) || p(y))) over 2 consecutive splits of 10, from scipy's softmax.
+    p = scipy.special.softmax(logits, axis=1)
+    parts = [np.exp(scipy.special.rel_entr(q, q.mean(0, keepdims=True)).sum(1).mean()) for q in (p[:10], p[10:])]
+    # (random weights give nearly uniform p(y|x), so IS is 1 + O(1e-4): compare the excess over 1)
+    assert metrics["is_mean"] - 1 == pytest.approx(np.mean(parts) - 1, rel=1e-6)
+    assert metrics["is_std"] == pytest.approx(np.std(parts), rel=1e-5)
+    # FID, 30 real and 20 generated 2048-d features: with A = (X_r - mu_r) / sqrt(n_r - 1) and
+    # B likewise, tr sqrt(S_r S_g) is the sum of the singular values of A B^T (S_r S_g = A^T A B^T B
+    # has the non-zero eigenvalues of (A B^T)(A B^T)^T), a closed form that needs no 2048-d sqrtm.
+    assert len(f_real) == 30
+    a = (f_real - f_real.mean(0)) / np.sqrt(len(f_real) - 1)
+    b = (f_fake - f_fake.mean(0)) / np.sqrt(len(f_fake) - 1)
+    tr_covmean = np.linalg.svd(a @ b.T, compute_uv=False).sum()
+    fid = ((f_real.mean(0) - f_fake.mean(0)) ** 2).sum() + (a * a).sum() + (b * b).sum() - 2 * tr_covmean
+    assert metrics["fid"] == pytest.approx(fid, rel=1e-6)

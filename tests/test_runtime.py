@@ -51,8 +51,74 @@ def test_keeping_freed_memory_stops_page_faults_and_keeps_results_bit_identical(
     assert on["faults"] < 100, on
 
 
-def test_keep_freed_memory_is_idempotent():
+class _FakeLibc:
+    """Stands in for glibc: records every mallopt call, answers ``answer`` (1 = success)."""
+
+    def __init__(self, answer: int):
+        self.calls: list[tuple[int, int]] = []
+        lib = self
+
+        class Mallopt:
+            argtypes = restype = None
+
+            def __call__(self, param, value):
+                lib.calls.append((param, value))
+                return answer
+
+        self.mallopt = Mallopt()
+
+
+@pytest.mark.parametrize("answer,applied", [(1, True), (0, False)])
+def test_keep_freed_memory_is_idempotent(monkeypatch, answer, applied):
+    """The first call sets both glibc thresholds (mallopt, <malloc.h> parameter numbers) and
+    reports whether glibc accepted them; later calls, whatever their arguments, change nothing and
+    return the first outcome, also when glibc refused."""
+    import ctypes
+
     from gan_models import runtime
 
+    libc = _FakeLibc(answer)
+    opened: list[str] = []
+    monkeypatch.setattr(runtime, "_applied", None)  # as in a fresh process
+    monkeypatch.setattr(runtime.sys, "platform", "linux")
+    monkeypatch.setattr(runtime.ctypes, "CDLL", lambda name: opened.append(name) or libc)
     first = runtime.keep_freed_memory()
-    assert runtime.keep_freed_memory() is first
+    assert first is applied
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
+    expected = [(M_MMAP_THRESHOLD, 256 << 20), (M_TRIM_THRESHOLD, 1 << 30)] if answer else [(M_MMAP_THRESHOLD, 256 << 20)]
+    assert libc.calls == expected
+    assert libc.mallopt.argtypes == [ctypes.c_int, ctypes.c_int] and libc.mallopt.restype is ctypes.c_int
+    assert len(opened) == 1
+    assert runtime.keep_freed_memory() is applied
+    assert runtime.keep_freed_memory(mmap_threshold=1 << 20, trim_threshold=1 << 20) is applied
+    assert libc.calls == expected and len(opened) == 1  # glibc not touched again
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
+def test_keep_freed_memory_settings_of_the_first_call_stay_in_force():
+    """In a real process: after keep_freed_memory() a second call asking for a 4 KiB mmap
+    threshold changes nothing, so large blocks are still reused (no page faults), while a process
+    whose first call asks for that threshold maps them anew every time."""
+    child = """
+import json, resource, sys, torch
+from gan_models import runtime
+calls = [{}] if sys.argv[1] == "default-first" else []
+calls.append({"mmap_threshold": 4096, "trim_threshold": 0})
+results = [runtime.keep_freed_memory(**c) for c in calls]
+def loop():
+    for _ in range(10):
+        x = torch.ones(4 << 20, dtype=torch.uint8); del x
+        y = torch.ones(16 << 20, dtype=torch.uint8); del y
+loop()  # warm-up: the first touch of the heap faults in any case
+f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+loop()
+print(json.dumps({"results": results, "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0}))
+"""
+    run = lambda mode: json.loads(subprocess.run(  # noqa: E731
+        [sys.executable, "-c", child, mode], cwd=ROOT, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+    kept, small = run("default-first"), run("small-first")
+    assert kept["results"] == [True, True] and small["results"] == [True]
+    # 10 x (4 + 16 MiB) after a warm-up: reused from the heap (0 measured) or, with a 4 KiB mmap
+    # threshold, mapped anew every time, 1,024 + 4,096 pages each (51,220 measured)
+    assert kept["faults"] < 500, kept
+    assert small["faults"] > 20_000, small

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import warnings
+from collections import Counter
 
 import numpy as np
 import pytest
+import scipy.linalg
+import scipy.special
 import torch
 
 from conftest import TINY, write_params
 from gan_models import checkpoint as ck
-from gan_models.data import DataError
+from gan_models.data import DataError, split_indices
 from tasks.common import Layout, load_prepared
 from tasks.config import load_params
 from tasks.evaluate import evaluate
@@ -32,8 +36,27 @@ def test_prepare_writes_a_verified_versioned_data_set(tiny_params, project):
     assert m["shape"] == [1, 8, 8] and m["value_range"][0] >= 0 and m["value_range"][1] <= 255
     assert s["content_hash"] == m["content_hash"]
     prep = load_prepared(Layout())
-    # Disjoint split: no held-out image equals... (digits has duplicates, so compare indices via hash of rows)
     assert len(prep.train_x) == m["counts"]["train"]
+    # Disjoint split that covers the source: the multiset of (label, image) rows of train and
+    # held-out together is exactly scikit-learn's digits (values 0..16 rescaled to 0..255), so no
+    # image is in both splits beyond the duplicates the source itself has, and none is lost.
+    from sklearn.datasets import load_digits
+
+    src = load_digits()
+    src_x = np.round(src.images * (255.0 / 16.0)).astype(np.uint8)
+    rows = lambda xs, ys: Counter((int(y), x.tobytes()) for x, y in zip(xs, ys))  # noqa: E731
+    source = rows(src_x, src.target)
+    tr, he = rows(prep.train_x[:, 0], prep.train_y), rows(prep.held_x[:, 0], prep.held_y)
+    assert tr + he == source
+    assert all(tr[k] + he[k] <= source[k] for k in tr.keys() & he.keys())  # shared rows are source duplicates
+    assert sum(he.values()) == m["counts"]["heldout"]
+    # ... and the split is the seeded permutation split_indices documents: disjoint index sets
+    train_idx, held_idx = split_indices(1797, 0.1, TINY["seed"])
+    assert not set(train_idx.tolist()) & set(held_idx.tolist())
+    assert sorted([*train_idx.tolist(), *held_idx.tolist()]) == list(range(1797))
+    np.testing.assert_array_equal(prep.train_x[:, 0], src_x[train_idx])
+    np.testing.assert_array_equal(prep.held_x[:, 0], src_x[held_idx])
+    np.testing.assert_array_equal(prep.held_y, src.target[held_idx])
     assert m["extractor"]["heldout_accuracy"] > 0.5  # a classifier trained for 2 epochs, far above chance
     # Deterministic: a second prepare in another folder gives the same content hash.
     again = prepare(tiny_params, Layout(project / "again"))
@@ -69,12 +92,11 @@ def test_full_stage_chain_on_tiny_config(tiny_params, project):
         fids = {c["step"]: c["scores"]["fid"] for c in rec["candidates"]}
         assert rec["best_step"] == min(fids, key=fids.get) == s["best_step"]
         assert ck.sha256_file(Layout().best_checkpoint(v)) == rec["best_sha256"]
-        m = evaluate(tiny_params, v)
-        on_disk = json.loads((project / f"metrics/{v}.json").read_text())
-        assert on_disk["fid"] == m["fid"] > 0 and 1.0 <= m["is_mean"] <= 10.0
+        evaluate(tiny_params, v)
+        m = json.loads((project / f"metrics/{v}.json").read_text())
         assert m["n_samples"] == 200 and m["extractor"] == "classifier"
-        assert 0 <= m["precision"] <= 1 and 0 <= m["recall"] <= 1 and 0 <= m["coverage"] <= 1
-        assert m["density"] >= 0 and "kid_mean" in m and "kid_std" in m
+        assert {"kid_mean", "kid_std", "precision", "recall", "density", "coverage"} <= set(m)
+        _check_final_metrics_independently(tiny_params, v, m)
         e = export(tiny_params, v)
         out = project / "samples" / v
         for f in ("grid.png", "interpolation.png", "samples.npz", "images/000.png", "images/001.png"):
@@ -82,6 +104,67 @@ def test_full_stage_chain_on_tiny_config(tiny_params, project):
         with np.load(out / "samples.npz") as arr:
             assert arr["x"].shape == (50, 1, 8, 8) and arr["x"].dtype == np.uint8
         assert e["step"] == m["step"] == s["best_step"]
+
+
+def _fid_scipy(real: np.ndarray, fake: np.ndarray) -> float:
+    """pytorch-fid's formula: ||mu_r - mu_g||^2 + tr(S_r + S_g - 2 sqrtm(S_r S_g))."""
+    mean_term = float(((real.mean(0) - fake.mean(0)) ** 2).sum())
+    # Features constant in both sets (dead ReLU units) add nothing to the covariance terms; leaving
+    # them out keeps sqrtm's argument well conditioned.
+    live = (real.std(0) > 0) | (fake.std(0) > 0)
+    s_r, s_g = np.cov(real[:, live], rowvar=False), np.cov(fake[:, live], rowvar=False)
+    with warnings.catch_warnings():  # S_g is singular when fewer live features than samples: fine
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        covmean = scipy.linalg.sqrtm(s_r @ s_g)
+    return mean_term + float(np.trace(s_r) + np.trace(s_g) - 2 * np.trace(covmean).real)
+
+
+def _is_numpy(logits: np.ndarray, splits: int) -> tuple[float, float]:
+    """exp(mean_x KL(p(y|x) || p(y))) per consecutive split, with scipy's softmax and rel_entr."""
+    p = scipy.special.softmax(logits, axis=1)
+    size = len(p) // splits
+    scores = []
+    for i in range(splits):
+        part = p[i * size:(i + 1) * size]
+        scores.append(np.exp(scipy.special.rel_entr(part, part.mean(0, keepdims=True)).sum(1).mean()))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def _check_final_metrics_independently(params, variant, m):
+    """Redraw the samples the evaluate stage draws from the selected checkpoint, put them and the
+    real training images through the prepared classifier, and recompute FID (scipy's sqrtm), IS
+    and the class-histogram metrics here."""
+    from gan_models.features import load_for
+    from gan_models.training import sample
+    from gan_models.variants import generator_from_checkpoint
+
+    layout = Layout()
+    sel = json.loads((layout.selected_dir(variant) / "selection.json").read_text())
+    ckpt = ck.load_checkpoint(layout.best_checkpoint(variant), sel["best_sha256"])
+    assert m["step"] == ckpt["step"] == sel["best_step"]
+    G, z_dim = generator_from_checkpoint(ckpt)
+    cfg = params.evaluate
+    fake = sample(G, cfg.n_samples, z_dim, cfg.seed)
+    assert fake.shape == (200, 1, 8, 8)
+    manifest = json.loads((layout.prepared / "manifest.json").read_text())
+    extractor = load_for(layout.prepared, manifest)
+    with np.load(layout.prepared / "train.npz") as f:
+        real_x, real_y = f["x"], f["y"]
+    real_feats, _ = extractor(real_x)
+    fake_feats, logits = extractor(fake)
+    assert m["fid"] == pytest.approx(_fid_scipy(real_feats, fake_feats), rel=1e-6)
+    is_mean, is_std = _is_numpy(logits, min(cfg.is_splits, len(logits)))
+    assert m["is_mean"] == pytest.approx(is_mean, rel=1e-9)
+    assert m["is_std"] == pytest.approx(is_std, rel=1e-6, abs=1e-12)
+    pred = logits.argmax(1)
+    assert m["classes_covered"] == len(set(pred.tolist()))
+    p_max = scipy.special.softmax(logits, axis=1).max(1)
+    assert m["confident_fraction"] == pytest.approx(float((p_max >= 0.9).mean()), abs=1e-12)
+    hist = np.bincount(pred, minlength=10) / len(pred)
+    freq = np.bincount(real_y, minlength=10) / len(real_y)
+    nz = hist > 0
+    assert m["kl_class_hist"] == pytest.approx(float((hist[nz] * np.log(hist[nz] / freq[nz])).sum()),
+                                               rel=1e-9, abs=1e-12)
 
 
 def test_resumed_training_is_bit_identical_to_an_uninterrupted_run(tiny_params, project):
@@ -178,8 +261,11 @@ def test_checkpoints_load_without_unpickling_code(tmp_path):
 def test_ring_data_runs_through_train_select_evaluate_export(project):
     write_params(project / "params.yaml", {
         **TINY, "prepare": {"dataset": "ring", "n_points": 2000},
-        "train": {**TINY["train"], "variants": {"mlp": {"z_dim": 4, "generator": {"hidden": [32]},
-                                                        "discriminator": {"hidden": [32]}}}}})
+        # Long enough (about 5 s) that samples reach the 3-std discs of several modes, so the
+        # recount below checks the high-quality threshold, not only the nearest centre.
+        "train": {**TINY["train"], "steps": 1500, "checkpoint_every": 500, "log_every": 500, "batch_size": 64,
+                  "variants": {"mlp": {"z_dim": 2, "generator": {"hidden": [64, 64, 64]},
+                                       "discriminator": {"hidden": [64, 64]}, "lr_g": 2e-4, "lr_d": 2e-4}}}})
     params = load_params(project / "params.yaml")
     prepare(params)
     m = json.loads((project / "data/prepared/manifest.json").read_text())
@@ -187,8 +273,34 @@ def test_ring_data_runs_through_train_select_evaluate_export(project):
     train(params, "mlp", progress=False)
     s = select(params, "mlp")
     assert s["metric"] == "modes"
-    metrics = evaluate(params, "mlp")
-    assert 0 <= metrics["modes_covered"] <= 8 and 0 <= metrics["high_quality_fraction"] <= 1
+    evaluate(params, "mlp")
+    metrics = json.loads((project / "metrics/mlp.json").read_text())
+    # Recount on the samples the evaluate stage draws (selected checkpoint, evaluate.seed), against
+    # the ring's closed form: 8 centres at angles 2 pi k / 8 on the unit circle, std 0.01.
+    from gan_models.training import sample
+    from gan_models.variants import generator_from_checkpoint
+
+    angles = 2 * np.pi * np.arange(8) / 8
+    centers = np.stack([np.cos(angles), np.sin(angles)], 1)
+    np.testing.assert_allclose(np.asarray(m["centers"]), centers, atol=1e-12)
+    sel = json.loads((Layout().selected_dir("mlp") / "selection.json").read_text())
+    G, z_dim = generator_from_checkpoint(ck.load_checkpoint(Layout().best_checkpoint("mlp"), sel["best_sha256"]))
+    pts = sample(G, params.evaluate.n_samples, z_dim, params.evaluate.seed).double().numpy()
+    assert pts.shape == (200, 2)
+    covered, hq_total, nearest_all = set(), 0, []
+    for p in pts:  # one sample at a time, the nearest centre by brute force
+        dists = [float(np.hypot(*(p - c))) for c in centers]
+        k = int(np.argmin(dists))
+        nearest_all.append(k)
+        if dists[k] <= 3 * 0.01:
+            covered.add(k)
+            hq_total += 1
+    assert len(covered) >= 2 and 0 < hq_total < 200  # a case where the threshold matters
+    assert metrics["modes_covered"] == len(covered)
+    assert metrics["high_quality_fraction"] == pytest.approx(hq_total / 200, abs=1e-12)
+    hist = np.bincount(nearest_all, minlength=8) / 200
+    nz = hist > 0
+    assert metrics["reverse_kl"] == pytest.approx(float((hist[nz] * np.log(hist[nz] * 8)).sum()), rel=1e-9, abs=1e-12)
     export(params, "mlp")
     assert (project / "samples/mlp/scatter.png").exists()
 
@@ -218,7 +330,7 @@ def test_missing_inputs_give_clear_errors(tiny_params, project, tmp_path):
     with pytest.raises(DataError, match="run the prepare stage first"):
         train(tiny_params, "mlp", progress=False)
     prepare(tiny_params)
-    with pytest.raises(FileNotFoundError, match="python -m flows train --variant mlp"):
+    with pytest.raises(DataError, match="python -m flows train --variant mlp first"):
         select(tiny_params, "mlp")
     from tasks.config import ConfigError
 
