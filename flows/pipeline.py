@@ -19,9 +19,9 @@ from prefect.task_runners import ProcessPoolTaskRunner
 from tasks.common import Layout
 from tasks.config import Params, load_params
 from tasks.tracking import Tracker, register_best
-from .fastpath import logged_state
+from flows.fastpath import logged_state
 
-from .prefect_tasks import evaluate_task, export_task, prepare_task, select_task, train_task
+from flows.prefect_tasks import evaluate_task, export_task, prepare_task, select_task, train_task
 
 log = logging.getLogger("flows")
 

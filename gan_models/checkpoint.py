@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +65,28 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
+def _canonical(obj: Any) -> Any:
+    """``obj`` with every string interned.  Pickle memoises by object identity, so a payload
+    holding equal strings as distinct objects (keys of a state loaded from an earlier checkpoint)
+    serialises to other bytes than one holding them as one object: interning makes the bytes a
+    function of the content, so a resumed run writes the checkpoints an uninterrupted one does."""
+    if isinstance(obj, str):
+        return sys.intern(obj)
+    if isinstance(obj, dict):
+        out = type(obj)((_canonical(k), _canonical(v)) for k, v in obj.items())  # OrderedDict stays one
+        if hasattr(obj, "_metadata"):  # a module state_dict's version records
+            out._metadata = _canonical(obj._metadata)
+        return out
+    if isinstance(obj, list):
+        return [_canonical(v) for v in obj]
+    if isinstance(obj, tuple) and type(obj) is tuple:
+        return tuple(_canonical(v) for v in obj)
+    return obj
+
+
 def checkpoint_bytes(payload: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
-    torch.save({"format": FORMAT, **payload}, buf)
+    torch.save(_canonical({"format": FORMAT, **payload}), buf)
     return buf.getvalue()
 
 

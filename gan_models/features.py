@@ -76,6 +76,15 @@ def load_for(prepared_dir: Path, manifest: dict) -> Extractor:
     info = manifest.get("extractor")
     if not info:
         raise ValueError("this data set has no image feature extractor (point data uses mode metrics)")
+    if info.get("weights_sha256"):  # Inception: the file read now must be the one the statistics used
+        from .checkpoint import sha256_file
+        from .data import DataError
+        from .inception import find_weights
+
+        path = find_weights(info.get("options", {}).get("weights"))
+        if path is None or sha256_file(path) != info["weights_sha256"]:
+            raise DataError(f"the Inception weights file ({path or 'not found'}) is not the one the reference "
+                            "statistics in data/prepared were computed with; rerun python -m flows prepare")
     return EXTRACTORS.get(info["key"])(prepared_dir, **info.get("options", {}))
 
 

@@ -31,8 +31,12 @@ def load_selected(layout: Layout, variant: str) -> tuple[dict[str, Any], dict[st
     if not record_path.exists():
         raise MissingInputError(f"{record_path} not found: the variant has no selected checkpoint yet; run "
                                 f"python -m flows select --variant {variant} first")
-    record = json.loads(record_path.read_text())
-    return ck.load_checkpoint(layout.best_checkpoint(variant), record["best_sha256"]), record
+    try:
+        record = json.loads(record_path.read_text())
+        best = record["best_sha256"]
+    except (ValueError, KeyError, TypeError):
+        raise MissingInputError(f"{record_path} is corrupt; rerun: python -m flows select --variant {variant}") from None
+    return ck.load_checkpoint(layout.best_checkpoint(variant), best), record
 
 
 def evaluate(params: Params, variant: str, layout: Layout = Layout()) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def select(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
             G, z_dim = generator_from_checkpoint(ckpt)
             cand["scores"] = scorer.score(sample(G, cfg.n_samples, z_dim, cfg.seed))
         except (ck.CheckpointError, ValueError) as e:
-            cand["invalid"] = str(e)
+            cand["invalid"] = str(e).replace(f"{train_dir}/", "")  # the same text whichever root ran it
             log.warning("select %s: step %d cannot be scored: %s", variant, entry["step"], e)
         candidates.append(cand)
     valid = [c for c in candidates if "scores" in c]

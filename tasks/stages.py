@@ -186,8 +186,8 @@ def current_outputs(record_path: Path, produced_by: str) -> dict[str, str | None
         raise MissingInputError(f"{record_path} not found: {produced_by} has not run (or did not finish); "
                                 f"run: python -m flows {produced_by} first")
     try:
-        listed = json.loads(record_path.read_text()).get("outputs", {})
-    except ValueError:
+        listed = dict(json.loads(record_path.read_text())["outputs"])
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise MissingInputError(f"{record_path} is corrupt; rerun: python -m flows {produced_by}") from None
     base = record_path.parent
     return {rel: sha256_file(base / rel) if (base / rel).is_file() else None for rel in listed}

@@ -79,13 +79,17 @@ def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bo
     # Everything that changes the weights or the files (settings, data, code, threads, device);
     # not the step count, so a longer run continues where a shorter one stopped.
     fp = stage_fingerprint("train", params, variant, layout, world=world)
-    resume_fp, done_fp = fp.resume, fp.value
+    done_fp = fp.value
     if up_to_date(out / "run.json", done_fp):
         log.info("train %s: up to date (%d steps)", variant, steps)
         return _summary(out, seconds=0.0, steps_done=0)
 
     torch.manual_seed(params.seed)  # network initialisation
     gan = build(variant, spec, prep.info)
+    # Progressive growing schedules resolution by step / steps: its checkpoints belong to one step
+    # count, and are not continued under another (every other variant's are).
+    progressive = any(hasattr(net, "set_progress") for net in (gan.G, gan.D))
+    resume_fp = fp.value if progressive else fp.resume
     if gan.loss.tricks.perceptual_weight:
         from gan_models.features import perceptual_network
 
@@ -99,7 +103,10 @@ def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bo
         out.mkdir(parents=True, exist_ok=True)
 
     meta = {"variant": variant, "spec": spec, "fingerprint": resume_fp, "seed": params.seed,
-            "train": {"batch_size": cfg.batch_size, "steps": steps, "device": str(device), "processes": world},
+            "train": {"batch_size": cfg.batch_size, "device": str(device), "processes": world,
+                      # only where the weights depend on it: a continued run's checkpoints then equal
+                      # an uninterrupted run's byte for byte
+                      **({"steps": steps} if progressive else {})},
             "data": {"hash": prep.data_hash, "kind": prep.info.kind, "shape": list(prep.info.shape),
                      "n_classes": prep.info.n_classes, "dataset": prep.manifest["dataset"]}}
 

@@ -329,3 +329,35 @@ def test_a_tracking_failure_in_a_worker_process_reaches_the_flow(project, isolat
     assert not result["failed"]
     assert all("fid" in result["variants"][v]["evaluate"] for v in params.variant_names)
     assert tracker.offline  # the workers' failures reached this process: the run is not "fully logged"
+
+
+def test_a_longer_run_continues_byte_identical_except_progressive_growing(tmp_path, monkeypatch):
+    """Raising the step count continues training where the schedule allows it, and the continued
+    checkpoints are the bytes an uninterrupted run writes; progressive growing's schedule depends
+    on the step count, so its checkpoints are not continued under another one."""
+    from tasks.config import load_params
+    from tasks.prepare import prepare
+    from tasks.train import train
+
+    variants = {"mlp": TINY["train"]["variants"]["mlp"],
+                "progan": {"z_dim": 8, "generator": {"width": 8}, "discriminator": {"width": 8}}}
+    doc = {**TINY, "train": {**TINY["train"], "parallel": 1, "steps": 4, "checkpoint_every": 2, "log_every": 2,
+                             "variants": variants}}
+    folders = {}
+    for name, steps in (("continued", [4, 6]), ("straight", [6])):
+        folder = tmp_path / name
+        folder.mkdir()
+        write_params(folder / "params.yaml", doc)
+        monkeypatch.chdir(folder)
+        for n in steps:
+            params = load_params(folder / "params.yaml", [f"train.steps={n}"])
+            prepare(params)
+            done = {v: train(params, v, progress=False)["steps_trained"] for v in variants}
+        folders[name] = (folder, done)
+    assert folders["continued"][1] == {"mlp": 2, "progan": 6}  # mlp went on from step 4; progan restarted
+    for v in variants:
+        files = sorted(p.name for p in (folders["straight"][0] / "models" / v / "train").glob("step_*.pt"))
+        assert files == ["step_0000002.pt", "step_0000004.pt", "step_0000006.pt"]
+        for f in files + ["index.json", "history.jsonl", "run.json"]:
+            a, b = (folders[k][0] / "models" / v / "train" / f for k in ("continued", "straight"))
+            assert _sha(a) == _sha(b), (v, f)
