@@ -43,27 +43,56 @@ def _setup_logging(quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _list_variants() -> int:
+def _plugins_of(params_file: str) -> None:
+    """Load the plugins ``params_file`` names (when it exists) and the installed entry-point ones."""
+    import yaml
+
+    from tasks.config import load_plugins
+
+    path = Path(params_file)
+    doc = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    load_plugins((doc or {}).get("plugins") if isinstance(doc, dict) else None, path)
+
+
+def _entry_line(e, width: int = 16) -> str:
+    from gan_models.registry import BUILTIN
+
+    return f"  {e.name:<{width}} {e.description}" + ("" if e.source == BUILTIN else f"  [plugin {e.source}]")
+
+
+def _list_variants(args: argparse.Namespace) -> int:
+    _plugins_of(args.params)
     from gan_models import variants as V
+    from gan_models.features import EXTRACTORS
+    from gan_models.losses import AUGMENTATIONS
+    from gan_models.metrics import METRICS
+    from gan_models.plugins import loaded
 
     print("Variants (use as keys of train.variants in params.yaml; `preset:` picks one under another name):")
     for e in V.VARIANTS:
-        print(f"  {e.name:<16} {e.description}")
+        print(_entry_line(e))
     for title, reg in (("Generator architectures (generator.arch)", V.GENERATORS),
                        ("Discriminator architectures (discriminator.arch)", V.DISCRIMINATORS),
-                       ("Losses (loss.name)", V.LOSSES)):
+                       ("Losses (loss.name)", V.LOSSES),
+                       ("Augmentation policies (tricks.augment)", AUGMENTATIONS),
+                       ("Feature extractors (prepare.extractor)", EXTRACTORS),
+                       ("Metrics (evaluate.metrics)", METRICS)):
         print(f"\n{title}:")
         for e in reg:
-            print(f"  {e.name:<16} {e.description}")
+            print(_entry_line(e))
+    plugins = loaded()
+    print("\nPlugins: " + ("; ".join(p.describe() for p in plugins) if plugins else
+                           "none (params.yaml `plugins:` or the `gan_pipeline.plugins` entry point adds some)"))
     return 0
 
 
-def _list_datasets() -> int:
+def _list_datasets(args: argparse.Namespace) -> int:
+    _plugins_of(args.params)
     from gan_models.data import DATASETS
 
     print("Data sets (prepare.dataset):")
     for e in DATASETS:
-        print(f"  {e.name:<14} {e.description}")
+        print(_entry_line(e, 14))
     return 0
 
 
@@ -166,6 +195,33 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ui(args: argparse.Namespace) -> int:
+    """`mlflow server` for this project's store, on loopback unless --host says otherwise, with the
+    link that opens the experiment in the model-training view."""
+    from mlflow.tracking import MlflowClient
+
+    from tasks.tracking import TrackingError, experiment_url
+
+    params, uri = _settings_and_store(args)
+    base = f"http://{args.host}:{args.port}"
+    try:
+        exp = MlflowClient(uri).get_experiment_by_name(params.tracking.experiment)
+    except Exception as e:
+        raise TrackingError(f"cannot read the MLflow store {uri!r}: {type(e).__name__}: {e}") from None
+    if exp is None:
+        print(f"no experiment {params.tracking.experiment!r} in {uri} yet (python -m flows run creates it); "
+              f"serving the store at {base}", flush=True)
+    else:
+        print(f"MLflow UI for {uri}: open {experiment_url(base, exp.experiment_id)}  (Ctrl-C stops it)", flush=True)
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION",
+                                                                             "false")}
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", args.host, "--port", str(args.port),
+           "--backend-store-uri", uri, "--workers", "1"]
+    sys.stdout.flush()
+    os.execve(sys.executable, cmd, env)  # the server is this process from now on: signals reach it
+    return 0  # not reached
+
+
 def _rerun(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -180,14 +236,16 @@ def _rerun(args: argparse.Namespace) -> int:
 
 def _dvc_yaml(args: argparse.Namespace) -> int:
     from gan_models.checkpoint import atomic_write_bytes
+    from tasks.config import load_params
     from tasks.stages import dvc_yaml
 
-    text = dvc_yaml()
+    text = dvc_yaml(load_params(args.params))
     path = Path(args.out)
     if args.check:
         same = path.exists() and path.read_text() == text
         print(f"{path} is up to date with the stage table" if same else
-              f"{path} differs from the stage table; run: python -m flows dvc-yaml", file=sys.stderr)
+              f"{path} differs from the stage table and {args.params} (its variants, plugins); run: "
+              "python -m flows dvc-yaml", file=sys.stderr)
         return 0 if same else 1
     atomic_write_bytes(path, text.encode())
     print(f"written: {path}")
@@ -230,7 +288,10 @@ def _print_summary(result: dict[str, Any]) -> None:
         print(f"  {'':<14} samples: samples/{v}/   metrics: metrics/{v}.json")
     if result.get("tracking"):
         t = result["tracking"]
-        print(f"MLflow: {t['uri']} (parent run {t['parent_run_id']}); browse with: mlflow ui --backend-store-uri {t['uri']}")
+        from tasks.tracking import UI_BASE, experiment_url
+
+        print(f"MLflow: {t['uri']} (parent run {t['parent_run_id']}); browse with: python -m flows ui "
+              f"--tracking-uri {t['uri']}, then open {experiment_url(UI_BASE, t['experiment_id'])}")
     if result.get("registry"):
         print(f"Model registry: {result['registry']}")
     if result.get("dvc"):
@@ -239,13 +300,8 @@ def _print_summary(result: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "variants":
-        return _list_variants()
-    if args.command == "datasets":
-        return _list_datasets()
-    if args.command == "dvc-yaml":
-        return _dvc_yaml(args)
-    _setup_logging(args.quiet)
+    if args.command not in ("variants", "datasets", "dvc-yaml"):
+        _setup_logging(args.quiet)
     from gan_models.checkpoint import CheckpointError
     from gan_models.data import DataError
     from tasks.common import RunLockedError
@@ -254,10 +310,18 @@ def main(argv: list[str] | None = None) -> int:
     from tasks.tracking import TrackingError
 
     try:
+        if args.command == "variants":
+            return _list_variants(args)
+        if args.command == "datasets":
+            return _list_datasets(args)
+        if args.command == "dvc-yaml":
+            return _dvc_yaml(args)
         if args.command == "compare":
             return _compare(args)
         if args.command == "rerun":
             return _rerun(args)
+        if args.command == "ui":
+            return _ui(args)
         if args.command == "serve":
             return _serve(args)
         if args.command == "run":

@@ -76,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-runs", action="store_true", help="every variant run of the experiment, not one pipeline run")
     p.add_argument("--out", default="reports", metavar="DIR", help="where compare.md/compare.png go (default: reports)")
     common_options(p, store=True)
+    p = sub.add_parser("ui", help="serve the MLflow UI for this project's store and print the experiment's link",
+                       description="Start `mlflow server` on the store `run` logs to (or --tracking-uri), listening "
+                       "on 127.0.0.1 unless --host says otherwise, and print the link that opens the experiment "
+                       "in the UI's model-training view (the runs table). Runs until stopped (Ctrl-C).")
+    p.add_argument("--port", type=int, default=5000, help="port (default: 5000)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 exposes the store)")
+    common_options(p, store=True)
     p = sub.add_parser("rerun", help="redo a past MLflow run exactly and compare hashes and metrics",
                        description="Rebuild the configuration recorded with an MLflow run (a pipeline run or one "
                        "variant's run): its resolved settings, seed and thread count, with the code at its "
@@ -97,17 +105,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="nightly", help="deployment name (default: nightly)")
     common_options(p)
     dask_option(p)
-    sub.add_parser("variants", help="list the registered variants (presets) and components",
-                   description="List the presets usable as keys of train.variants, and the components "
-                   "(generator/discriminator architectures, losses) a variant can compose.")
-    sub.add_parser("datasets", help="list the data sets prepare.dataset accepts",
-                   description="List the data sets prepare.dataset accepts.")
+    p = sub.add_parser("variants", help="list the registered variants (presets), components and plugins",
+                       description="List the presets usable as keys of train.variants, the components "
+                       "(generator/discriminator architectures, losses, augmentations, feature extractors, metrics) "
+                       "a variant or stage can use, and the plugins that registered some of them.")
+    p.add_argument("--params", default="params.yaml", metavar="FILE", help="whose plugins: to load (default: params.yaml)")
+    p = sub.add_parser("datasets", help="list the data sets prepare.dataset accepts",
+                       description="List the data sets prepare.dataset accepts (plugins' included).")
+    p.add_argument("--params", default="params.yaml", metavar="FILE", help="whose plugins: to load (default: params.yaml)")
     p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the stage table (tasks/stages.py)",
                        description="Write dvc.yaml from the stage table: per stage the settings it reads, the data "
-                       "it reads and writes and the source files it runs, the same things each stage fingerprints. "
+                       "it reads and writes and the source files it runs (the plugins' included), the same things each "
+                       "stage fingerprints, and the plots of params.yaml's variants. "
                        "--check exits 1 when the file differs instead of writing it.")
     p.add_argument("--check", action="store_true", help="only compare; exit 1 when dvc.yaml is out of date")
     p.add_argument("--out", default="dvc.yaml", metavar="FILE", help="where to write (default: dvc.yaml)")
+    p.add_argument("--params", default="params.yaml", metavar="FILE",
+                   help="the params file whose variants get plots and whose plugins become deps (default: params.yaml)")
     return parser
 
 

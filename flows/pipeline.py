@@ -18,7 +18,7 @@ from prefect.task_runners import ProcessPoolTaskRunner
 
 from tasks.common import Layout
 from tasks.config import Params, load_params
-from tasks.tracking import Tracker, register_best
+from tasks.tracking import UI_BASE, Tracker, experiment_url, register_best
 from flows.fastpath import logged_state
 
 from flows.prefect_tasks import evaluate_task, export_task, prepare_task, select_task, train_task
@@ -34,7 +34,22 @@ class PipelineFailed(RuntimeError):
         self.result = result
 
 
-@flow(name="gan-pipeline", log_prints=True)
+def _flow_run_name() -> str:
+    """``params.yaml: mlp, dcgan`` in the Prefect UI: which settings, which variants."""
+    from prefect.runtime import flow_run
+
+    params_file = str(flow_run.parameters.get("params_file", "params.yaml"))
+    try:
+        import yaml
+
+        names = list((yaml.safe_load(Path(params_file).read_text()) or {}).get("train", {}).get("variants") or {})
+    except Exception:  # the flow itself reports a bad file
+        names = []
+    overrides = flow_run.parameters.get("overrides") or []
+    return f"{params_file}: {', '.join(names) or '?'}" + (f" (--set {' '.join(overrides)})" if overrides else "")
+
+
+@flow(name="gan-pipeline", log_prints=True, flow_run_name=_flow_run_name)
 def pipeline(params_file: str = "params.yaml", overrides: list[str] | None = None,
              progress: bool = True, dask_address: str | None = None) -> dict[str, Any]:
     """Run every stage for every variant in ``train.variants`` of ``params_file``; with
@@ -63,11 +78,59 @@ def pipeline(params_file: str = "params.yaml", overrides: list[str] | None = Non
             if state is not None:
                 tracker.mark_logged(state)
         tracker.finish(None, ok=not result["failed"])
-    result["tracking"] = {"uri": tracker.uri, "parent_run_id": tracker.parent_run_id,
+    result["tracking"] = {"uri": tracker.uri, "experiment_id": tracker.experiment_id,
+                          "parent_run_id": tracker.parent_run_id,
                           "child_run_ids": tracker.child_run_ids, "complete": not tracker.offline} if tracker else None
+    publish_artifacts(result, params, params_file)
     if result["failed"]:
         raise PipelineFailed("; ".join(f"{v}: {why}" for v, why in result["failed"].items()), result)
     return result
+
+
+# Columns of the metrics table artifact (those a variant has), in this order.
+TABLE_KEYS = ("fid", "is_mean", "classes_covered", "confident_fraction", "kid_mean", "precision", "recall",
+              "density", "coverage", "modes_covered", "high_quality_fraction", "reverse_kl", "fid_points")
+
+
+def publish_artifacts(result: dict[str, Any], params: Params, params_file: str) -> None:
+    """Prefect artifacts of this flow run: a table of the variants' final metrics (what
+    ``flows compare`` shows) and a markdown summary saying where outputs and MLflow runs are."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    rows = []
+    for v, stages in result["variants"].items():
+        m, sel = stages.get("evaluate", {}), stages.get("select", {})
+        rows.append({"variant": v, "status": "FAILED" if v in result["failed"] else "ok",
+                     "selected_step": sel.get("best_step"), "extractor": m.get("extractor"),
+                     **{k: round(float(m[k]), 4) for k in TABLE_KEYS if k in m}})
+    t = result.get("tracking")
+    lines = [f"# GAN pipeline: {params_file}", "",
+             f"Data: **{result['prepare']['dataset']}** (content hash `{result['prepare']['content_hash'][:12]}`), "
+             f"{result['prepare']['counts']['train']} training samples; seed {params.seed}.", "",
+             "| variant | status | selected step | FID | samples | metrics |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        fid = r.get("fid", r.get("fid_points"))
+        lines.append(f"| {r['variant']} | {r['status']} | {r['selected_step']} | "
+                     f"{'' if fid is None else f'{fid:.4g}'} | samples/{r['variant']}/ | metrics/{r['variant']}.json |")
+    if t:
+        lines += ["", f"MLflow: `{t['uri']}`, parent run `{t['parent_run_id']}`; variant runs: "
+                  + ", ".join(f"{v} `{rid}`" for v, rid in t["child_run_ids"].items()),
+                  "", f"Browse: `python -m flows ui --tracking-uri {t['uri']}` (the MLflow UI on loopback), "
+                  f"then open {experiment_url(UI_BASE, t['experiment_id'])}; `python -m flows compare` "
+                  "prints the comparison."]
+    if result.get("registry"):
+        lines += ["", f"Model registry: {result['registry']}"]
+    if result.get("dvc"):
+        lines += ["", f"DVC: {result['dvc']}"]
+    if result["failed"]:
+        lines += ["", "## Failures", *[f"- **{v}**: {why}" for v, why in result["failed"].items()]]
+    try:
+        create_table_artifact(rows, key="variant-metrics", description="final metrics of every variant "
+                              "(selected checkpoint, evaluate stage)")
+        create_markdown_artifact("\n".join(lines), key="pipeline-summary",
+                                 description="what this run produced and where")
+    except Exception as e:  # a view of the results: never fails the run
+        log.warning("Prefect artifacts not written: %s: %s", type(e).__name__, e)
 
 
 def task_runner(n_parallel: int, dask_address: str | None):

@@ -13,6 +13,7 @@ A task may run in a worker process with its own copy of the tracker: every task 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from prefect import task
@@ -27,14 +28,73 @@ from tasks import select as _select
 from tasks import train as _train
 from tasks.common import Layout
 from tasks.config import Params
-from tasks.tracking import Tracker
+from tasks.tracking import Tracker, checkpoint_grids
+
+
+def _both(*callbacks):
+    live = [c for c in callbacks if c is not None]
+    if not live:
+        return None
+
+    def call(step: int, stats: dict[str, float]) -> None:
+        for c in live:
+            c(step, stats)
+
+    return call
+
+
+class ProgressArtifact:
+    """A Prefect progress artifact of one training run, updated at most every ``every_s``."""
+
+    def __init__(self, artifact_id, steps: int, every_s: float = 5.0):
+        self.id, self.steps, self.every_s, self.last = artifact_id, max(1, steps), every_s, 0.0
+
+    def __call__(self, step: int, stats: dict[str, float]) -> None:
+        if self.id is not None and time.monotonic() - self.last >= self.every_s:
+            self._send(100.0 * min(step, self.steps) / self.steps)
+
+    def done(self) -> None:
+        if self.id is not None:
+            self._send(100.0)
+
+    def _send(self, value: float) -> None:
+        from prefect.artifacts import update_progress_artifact
+
+        self.last = time.monotonic()
+        try:
+            update_progress_artifact(self.id, value)
+        except Exception:  # artifacts are a view: training never fails for them
+            self.id = None
+
+
+def progress_artifact(variant: str, steps: int) -> ProgressArtifact | None:
+    """``train-<variant>`` in the flow run's Artifacts tab: the share of steps done; None outside
+    a Prefect task run."""
+    from prefect.context import TaskRunContext
+
+    if TaskRunContext.get() is None:
+        return None
+    try:
+        from prefect.artifacts import create_progress_artifact
+
+        artifact_id = create_progress_artifact(0.0, key=artifact_key(f"train-{variant}"),
+                                               description=f"training {variant}: % of its {steps} steps done")
+    except Exception:
+        return None
+    return ProgressArtifact(artifact_id, steps)
+
+
+def artifact_key(text: str) -> str:
+    """Prefect artifact keys: lower-case letters, digits and dashes."""
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
 
 def _tracked(summary: dict[str, Any], tracker: Tracker | None) -> dict[str, Any]:
     return {**summary, "tracking_complete": tracker is None or not tracker.offline}
 
 
-@task(name="prepare", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+@task(name="prepare", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE,
+      task_run_name="prepare-{params.prepare.dataset}")
 def prepare_task(params: Params, tracker: Tracker | None, layout: Layout = Layout()) -> dict[str, Any]:
     summary = _prepare.prepare(params, layout)
     if tracker is not None:
@@ -59,11 +119,19 @@ def _transient(task, task_run, state) -> bool:
 def train_task(params: Params, variant: str, tracker: Tracker | None, position: int = 0, progress: bool = True,
                layout: Layout = Layout()) -> dict[str, Any]:
     on_log = tracker.metric_logger(variant) if tracker is not None else None
+    monitor = (tracker.system_metrics(variant, params.tracking.system_metrics_interval)
+               if tracker is not None and params.tracking.system_metrics else None)
+    report = progress_artifact(variant, params.variant_steps(variant))
     try:
-        summary = _train.train(params, variant, layout, on_log=on_log, position=position, progress=progress)
+        summary = _train.train(params, variant, layout, on_log=_both(on_log, report), position=position,
+                               progress=progress)
     finally:
         if on_log is not None:
             on_log.flush()  # what was logged before a failure is kept too
+        if monitor is not None:
+            monitor.finish()
+        if report is not None:
+            report.done()
     if tracker is not None:
         d = layout.train_dir(variant)
         # Statistics this run did not log live (training was up to date, or resumed): from the file.
@@ -76,6 +144,7 @@ def train_task(params: Params, variant: str, tracker: Tracker | None, position: 
         tracker.set_tag(variant, "train_index_sha256", sha256_file(d / "index.json"))
         tracker.log_artifact(variant, d / "dynamics.png", "training")
         tracker.log_artifact(variant, d / "history.jsonl", "training")
+        tracker.log_artifact(variant, d / "curves.csv", "training")
     return _tracked(summary, tracker)
 
 
@@ -89,8 +158,10 @@ def select_task(params: Params, variant: str, tracker: Tracker | None, layout: L
         tracker.log_metrics(variant, {"selected_step": summary["best_step"]})
         tracker.set_tag(variant, "checkpoint_sha256", summary["best_sha256"])
         d = layout.selected_dir(variant)
-        for name in ("selection.json", "selection.png", "best.pt"):
+        for name in ("selection.json", "selection.png", "best.pt", "scores.csv"):
             tracker.log_artifact(variant, d / name, "selection")
+        tracker.log_checkpoint_images(variant, checkpoint_grids(layout, variant, seed=params.export.seed),
+                                      summary["best_step"])
     return _tracked(summary, tracker)
 
 

@@ -69,6 +69,37 @@ def check_code(recorded: str, allow: bool) -> str | None:
     raise RerunRefused(f"{why}; or pass --allow-code-change to rerun with the code as it is")
 
 
+def check_plugins(record: dict[str, Any], allow: bool, base: Path) -> str | None:
+    """None when every plugin the run loaded is loaded here with the same code; else a warning
+    (allowed) or RerunRefused naming the plugin."""
+    from tasks.config import ConfigError, load_plugins
+    from tasks.tracking import plugin_records
+
+    recorded = {p["name"]: p for p in json.loads(record["parent"].data.tags.get("plugins") or "[]")}
+    try:  # from the project folder, where params.yaml's plugin modules are
+        load_plugins(record["params"].get("plugins") or [], base / "params.yaml")
+    except ConfigError as e:
+        problems = [str(e)]
+    else:
+        here = {p["name"]: p for p in plugin_records()}
+        problems = []
+        for name, old in recorded.items():
+            new = here.get(name)
+            if new is None:
+                problems.append(f"plugin {name!r} ({old.get('package') or old['target']}) is not available here")
+            elif new["code_sha256"] != old["code_sha256"]:
+                problems.append(f"plugin {name!r}'s code differs from the run's (version {old.get('version')} then, "
+                                f"{new.get('version')} now): reinstall the version the run used")
+        problems += [f"plugin {n!r} is loaded here but was not in the run (uninstall it or pass --allow-code-change)"
+                     for n in here if n not in recorded and here[n]["origin"] == "entry point"]
+    if not problems:
+        return None
+    why = "; ".join(problems)
+    if allow:
+        return f"warning: {why}; rerunning anyway (--allow-code-change): results may differ"
+    raise RerunRefused(f"{why}; or pass --allow-code-change to rerun with the code as it is")
+
+
 def rerun_params(record: dict[str, Any], uri: str, base: Path) -> dict[str, Any]:
     """The original settings, pinned to what made it exact: its variants, its thread count, its
     data folder (made absolute), its tracking store; no model registration."""
@@ -95,7 +126,7 @@ def compare_runs(client, original: dict[str, Any], new_children: dict[str, str])
             b = new.data.tags.get(tag) if new else None
             rows.append({"variant": v, "what": tag, "original": a, "rerun": b, "same": a == b})
         for key, a in sorted(old.data.metrics.items()):
-            if key in NOT_COMPARED:
+            if key in NOT_COMPARED or key.startswith("system/"):  # timings, CPU and memory use
                 continue
             b = new.data.metrics.get(key) if new else None
             rows.append({"variant": v, "what": key, "original": a, "rerun": b, "same": a == b})
@@ -113,6 +144,8 @@ def rerun(run_id: str, uri: str, *, allow_code_change: bool, workdir: Path | Non
     tags = record["parent"].data.tags
     warning = check_code(tags.get("code_version", "unknown"), allow_code_change)
     base = Path.cwd()
+    plugin_warning = check_plugins(record, allow_code_change, base)
+    warning = "\n".join(w for w in (warning, plugin_warning) if w) or None
     workdir = workdir or base / "reruns" / run_id
     if workdir.exists():
         shutil.rmtree(workdir)  # a fresh folder: stages would otherwise skip their finished work

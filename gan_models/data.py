@@ -189,7 +189,9 @@ def load_folder(root: str | None = None, image_size: int | None = None, channels
     return RawData(x, y, "image", classes=list(class_names))
 
 
-DATASETS: Registry[Callable[..., RawData]] = Registry("data set")
+# What the prepare stage passes every loader (a loader takes what it needs, ``**_`` the rest).
+LOADER_ARGS = ("root", "download", "image_size", "channels", "n_points", "seed")
+DATASETS: Registry[Callable[..., RawData]] = Registry("data set", LOADER_ARGS)
 DATASETS.register("ring", load_ring, "2D: 8 Gaussians on the unit circle, std 0.01 (PacGAN)")
 DATASETS.register("grid", load_grid, "2D: 25 Gaussians at {-4,-2,0,2,4}^2, std 0.05 (PacGAN)")
 DATASETS.register("digits", load_digits, "scikit-learn's 1,797 8x8 digits (embedded, offline)")

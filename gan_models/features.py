@@ -64,7 +64,7 @@ def _inception(prepared_dir: Path, weights: str | None = None, url: str | None =
     return Extractor("inception", lambda x: features_and_logits(model, x, batch_size=batch_size))
 
 
-EXTRACTORS: Registry[Callable[..., Extractor]] = Registry("feature extractor")
+EXTRACTORS: Registry[Callable[..., Extractor]] = Registry("feature extractor", ("prepared_dir",))
 EXTRACTORS.register("classifier", _classifier, "small CNN trained on the prepared labelled data (offline default)")
 EXTRACTORS.register("inception", _inception, "FID Inception-v3 (pytorch-fid weights file); comparable with "
                     "published FIDs")

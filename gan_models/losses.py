@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .registry import Registry
+
 Stats = dict[str, torch.Tensor]
 
 
@@ -55,7 +57,7 @@ class Tricks:
             raise ValueError(f"tricks.unrolled_lr must be > 0, got {self.unrolled_lr}")
         bad = [p for p in _policies(self.augment) if p not in AUGMENTATIONS]
         if bad:
-            raise ValueError(f"tricks.augment: unknown policy {bad[0]!r}; allowed: {', '.join(AUGMENTATIONS)}")
+            raise ValueError(f"tricks.augment: unknown policy {bad[0]!r}; allowed: {', '.join(AUGMENTATIONS.names())}")
         if self.pack < 1:
             raise ValueError(f"tricks.pack must be >= 1, got {self.pack}")
         if self.aux_weight < 0:
@@ -335,11 +337,12 @@ def _cutout(x, ratio: float = 0.5):
     return x * (~inside).unsqueeze(1).to(x.dtype)
 
 
-AUGMENTATIONS: dict[str, list[Callable[[torch.Tensor], torch.Tensor]]] = {
-    "color": [_brightness, _saturation, _contrast],
-    "translation": [_translation],
-    "cutout": [_cutout],
-}
+# DiffAugment policies (tricks.augment): a name to the differentiable image ops it applies in
+# turn, each (N, C, H, W) -> (N, C, H, W) on real and fake batches alike.  Plugins add their own.
+AUGMENTATIONS: Registry[list[Callable[[torch.Tensor], torch.Tensor]]] = Registry("augmentation policy")
+AUGMENTATIONS.register("color", [_brightness, _saturation, _contrast], "random brightness, saturation, contrast")
+AUGMENTATIONS.register("translation", [_translation], "random shift by up to 1/8 of the size, zero padded")
+AUGMENTATIONS.register("cutout", [_cutout], "a random square of half the size set to zero")
 
 
 def _policies(policy: str) -> list[str]:
@@ -350,7 +353,10 @@ def diff_augment(x: torch.Tensor, policy: str) -> torch.Tensor:
     if not policy or x.dim() != 4:
         return x  # points data is never augmented
     for p in _policies(policy):
-        for fn in AUGMENTATIONS[p]:
+        ops = AUGMENTATIONS.get(p)
+        if not isinstance(ops, (list, tuple)):
+            ops = [ops]
+        for fn in ops:
             x = fn(x)
     return x
 

@@ -247,3 +247,51 @@ def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5) -> tuple[fl
     density = float(inside.sum() / (k * fake.shape[0]))
     coverage = float(inside.any(1).mean())
     return density, coverage
+
+
+# -- the metric registry ------------------------------------------------------------------------------
+# Metrics of two feature sets (real (N, D), generated (M, D), float64, at most 5,000 rows a side),
+# computed by the evaluate stage for each name in evaluate.metrics.  A metric returns a mapping of
+# score names to floats (prefix them with the metric's name: they share metrics/<variant>.json
+# with every other metric).  Plugins register their own with the same call.
+from .registry import Registry  # noqa: E402
+
+METRICS: Registry = Registry("metric", ("real", "fake", "seed"))
+
+
+def _kid_scores(real: np.ndarray, fake: np.ndarray, seed: int) -> dict[str, float]:
+    mean, std = kid(real, fake, seed=seed)
+    return {"kid_mean": mean, "kid_std": std}
+
+
+def _pr_scores(real: np.ndarray, fake: np.ndarray, seed: int, k: int = 3) -> dict[str, float]:
+    p, r = precision_recall(real, fake, k=k)
+    return {"precision": p, "recall": r}
+
+
+def _dc_scores(real: np.ndarray, fake: np.ndarray, seed: int, k: int = 5) -> dict[str, float]:
+    d, c = density_coverage(real, fake, k=k)
+    return {"density": d, "coverage": c}
+
+
+METRICS.register("kid", _kid_scores, "kernel inception distance, cubic polynomial kernel, 100 subsets "
+                 "(Binkowski et al. 2018): kid_mean, kid_std")
+METRICS.register("precision_recall", _pr_scores, "improved precision and recall, k=3 (Kynkaanniemi et al. 2019)")
+METRICS.register("density_coverage", _dc_scores, "density and coverage, k=5 (Naeem et al. 2020)")
+
+
+def registered_metrics(names: list[str] | tuple[str, ...], real: np.ndarray, fake: np.ndarray,
+                       seed: int) -> dict[str, float]:
+    """The scores of each named metric; a metric that returns anything but names to finite-or-NaN
+    floats raises ValueError naming it."""
+    out: dict[str, float] = {}
+    for name in names:
+        scores = METRICS.get(name)(real=real, fake=fake, seed=seed)
+        if not isinstance(scores, dict) or not all(isinstance(k, str) for k in scores):
+            raise ValueError(f"metric {name!r} must return a mapping of score names to numbers, got {scores!r}")
+        for k, v in scores.items():
+            try:
+                out[k] = float(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"metric {name!r}: score {k!r} is not a number: {v!r}") from None
+    return out

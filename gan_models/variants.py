@@ -30,9 +30,12 @@ from .registry import Registry, call_with_options
 __all__ = ["DataInfo"]  # re-exported: variants are built for a DataInfo
 
 
-GENERATORS: Registry[Callable[..., nn.Module]] = Registry("generator architecture")
-DISCRIMINATORS: Registry[Callable[..., nn.Module]] = Registry("discriminator architecture")
-LOSSES: Registry[Callable[..., losses.GANLoss]] = Registry("loss")
+# What `build` passes every builder of a kind; a builder's other parameters are its options.
+G_ARGS = ("z_dim", "data_shape", "out_activation", "n_classes")
+D_ARGS = ("data_shape", "n_classes", "aux_classes")
+GENERATORS: Registry[Callable[..., nn.Module]] = Registry("generator architecture", G_ARGS)
+DISCRIMINATORS: Registry[Callable[..., nn.Module]] = Registry("discriminator architecture", D_ARGS)
+LOSSES: Registry[Callable[..., losses.GANLoss]] = Registry("loss", ())
 VARIANTS: Registry[dict[str, Any]] = Registry("variant")
 
 TOP_LEVEL_KEYS = {

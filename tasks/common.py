@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from gan_models.checkpoint import atomic_write_json, sha256_file
+from gan_models.checkpoint import atomic_write_bytes, atomic_write_json, sha256_file
 from gan_models.data import DataError, DataInfo, content_hash, load_arrays
 from gan_models.runtime import keep_freed_memory
 
@@ -202,3 +202,20 @@ def project_lock(root: Path = Path(".")) -> Iterator[None]:
         holder = path.read_text(errors="replace").strip() or "unknown"
         raise RunLockedError(f"another pipeline run (pid {holder}) is using {path.parent.resolve()}; "
                              "wait for it to finish, or run in a separate clone") from None
+
+
+def plot_column(name: str) -> str:
+    """A metric name as a CSV column DVC's plots can address (``loss/D`` -> ``loss_D``)."""
+    return name.replace("/", "_").replace(".", "_")
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rows as a CSV table (``step`` first, then the other columns by name, ``plot_column``
+    names, empty cells where a row lacks a value), written atomically; read by ``dvc plots``.
+    The columns do not depend on the rows' key order, so a resumed run writes the same bytes."""
+    keys = {k for r in rows for k in r}
+    columns = (["step"] if "step" in keys else []) + sorted(keys - {"step"})
+    fmt = lambda v: "" if v is None else (repr(float(v)) if isinstance(v, float) else str(v))  # noqa: E731
+    lines = [",".join(plot_column(c) for c in columns)]
+    lines += [",".join(fmt(r.get(c)) for c in columns) for r in rows]
+    atomic_write_bytes(Path(path), ("\n".join(lines) + "\n").encode())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,7 +38,7 @@ class PrepareConfig(_Section):
     heldout_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # share of samples held out for selection
     max_samples: int | None = Field(None, ge=2)  # keep only the first N (after shuffling); None: all
     classifier_epochs: int = Field(8, ge=1)  # epochs of the feature classifier (labelled images)
-    extractor: Literal["auto", "classifier", "inception", "pixels"] = "auto"  # features for image metrics;
+    extractor: str = "auto"  # features for image metrics: classifier, inception, pixels or a plugin's;
     #   auto: the classifier for labelled data, else pixels
     inception_weights: str | None = None  # path of pt_inception-2015-12-05-6726825d.pth; None: torch hub cache
     inception_url: str | None = None  # download the weights from here when missing (needs internet)
@@ -47,6 +48,15 @@ class PrepareConfig(_Section):
     def _known_dataset(cls, v: str) -> str:
         if v not in DATASETS:
             raise ValueError(f"unknown data set {v!r}; known: {', '.join(DATASETS.names())}")
+        return v
+
+    @field_validator("extractor")
+    @classmethod
+    def _known_extractor(cls, v: str) -> str:
+        from gan_models.features import EXTRACTORS
+
+        if v != "auto" and v not in EXTRACTORS:
+            raise ValueError(f"unknown feature extractor {v!r}; known: auto, {', '.join(EXTRACTORS.names())}")
         return v
 
 
@@ -78,6 +88,20 @@ class EvaluateConfig(_Section):
     n_samples: int = Field(5000, ge=10)  # generated samples for the final metrics
     is_splits: int = Field(10, ge=1)  # Inception-score splits
     seed: int = 4321
+    # Feature-set metrics beside FID/IS (`python -m flows variants` lists them; plugins add more)
+    metrics: list[str] = ["kid", "precision_recall", "density_coverage"]
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, v: list[str]) -> list[str]:
+        from gan_models.metrics import METRICS
+
+        bad = [m for m in v if m not in METRICS]
+        if bad:
+            raise ValueError(f"unknown metric {bad[0]!r}; known: {', '.join(METRICS.names())}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"a metric is named twice: {v}")
+        return v
 
 
 class ExportConfig(_Section):
@@ -92,6 +116,8 @@ class TrackingConfig(_Section):
     experiment: str = "gan-pipeline"  # MLflow experiment name
     uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db
     enabled: bool = True  # log to MLflow from `flows run`
+    system_metrics: bool = True  # log CPU, memory (and GPU) use during training as system/* metrics
+    system_metrics_interval: float = Field(10.0, gt=0)  # seconds between samples
     # The best generator of every pipeline run is registered under this name, with the alias
     # `champion` moved to it when it beats the champion on the selection metric; null: no registry.
     registered_model: str | None = "gan-generator"
@@ -105,6 +131,9 @@ class Params(_Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     export: ExportConfig = ExportConfig()
     tracking: TrackingConfig = TrackingConfig()
+    # Modules that register your own components (gan_models.plugins); installed packages with a
+    # `gan_pipeline.plugins` entry point are loaded without being listed.
+    plugins: list[str] = []
 
     @property
     def variant_names(self) -> list[str]:
@@ -190,6 +219,7 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = 
     if not isinstance(doc, dict):
         raise ConfigError(f"{path} must hold a mapping of sections (prepare, train, ...), got {type(doc).__name__}")
     doc = apply_overrides(doc, overrides or [])
+    load_plugins(doc.get("plugins"), path)
     try:
         params = Params.model_validate(doc)
     except ValidationError as e:
@@ -198,6 +228,25 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = 
     if check_variants:
         check_variant_specs(params)
     return params
+
+
+def load_plugins(names: Any, path: Path) -> None:
+    """Import the plugins params.yaml names (and installed entry-point plugins) before anything
+    is validated: they may define the data set, variants and metrics the file refers to.  Modules
+    next to params.yaml are importable."""
+    from gan_models.plugins import PluginError, load_plugins as load
+
+    if names is None:
+        names = []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"{path}: plugins must be a list of module names, got {names!r}")
+    folder = str(Path(path).resolve().parent)
+    if names and folder not in sys.path:
+        sys.path.insert(0, folder)
+    try:
+        load(names)
+    except PluginError as e:
+        raise ConfigError(f"{path}: {e}") from None
 
 
 _EMBEDDED_SIZES = {"digits": 1797, "mnist_subset": 5000}

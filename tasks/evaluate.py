@@ -51,7 +51,7 @@ def evaluate(params: Params, variant: str, layout: Layout = Layout()) -> dict[st
         return json.loads(out.read_text())
     G, z_dim = generator_from_checkpoint(ckpt)
     scorer = Scorer.load(layout, prep, "train")
-    scores = scorer.score(sample(G, cfg.n_samples, z_dim, cfg.seed), is_splits=cfg.is_splits, extended=True,
+    scores = scorer.score(sample(G, cfg.n_samples, z_dim, cfg.seed), is_splits=cfg.is_splits, extended=tuple(cfg.metrics),
                           seed=cfg.seed)
     # One code hash, not the file map: DVC shows every key of a metrics file as a column.
     record = {"fingerprint": fp.value, "code_sha256": fp.code_sha256, "variant": variant, "step": int(ckpt["step"]), **scores,

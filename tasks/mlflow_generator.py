@@ -12,15 +12,26 @@ conditional generator.  Output: float32 images (n, C, H, W) in [-1, 1], or point
 
 from __future__ import annotations
 
+import warnings
+
 import mlflow
 import numpy as np
 from mlflow.pyfunc import PythonModel
+
+# predict() takes plain arrays on purpose (the signature says their shapes); MLflow would
+# otherwise suggest type hints each time this file is loaded.
+warnings.filterwarnings("ignore", message=r"(?s).*Add type hints to the `predict` method", category=UserWarning)
 
 
 class GeneratorModel(PythonModel):
     def load_context(self, context) -> None:
         from gan_models.checkpoint import load_checkpoint
+        from gan_models.plugins import load_plugins
         from gan_models.variants import generator_from_checkpoint
+
+        # The plugins registered when the model was logged (their code travels with the model):
+        # a plugin's generator is rebuilt from its own registration.
+        load_plugins((context.model_config or {}).get("plugins", []), entry_points=False)
 
         self.G, self.z_dim = generator_from_checkpoint(load_checkpoint(context.artifacts["checkpoint"]))
         self.G.eval()
@@ -34,6 +45,8 @@ class GeneratorModel(PythonModel):
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"expected noise of shape (n, {self.z_dim}), got {tuple(z.shape)}")
         labels = (params or {}).get("labels")
+        if labels is not None and len(labels) != len(z):  # the signature's default ([0]): none given
+            labels = None
         y = torch.as_tensor(labels) if labels is not None else balanced_labels(len(z), getattr(self.G, "n_classes", 0))
         return generate(self.G, z, y).numpy()
 

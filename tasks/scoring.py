@@ -41,11 +41,11 @@ class Scorer:
     def extractor_name(self) -> str:
         return self.extractor.name if self.extractor else "points"
 
-    def score(self, samples: torch.Tensor, is_splits: int = 10, extended: bool = False,
+    def score(self, samples: torch.Tensor, is_splits: int = 10, extended: tuple[str, ...] = (),
               seed: int = 0) -> dict[str, float]:
-        """Metrics for ``samples`` (model range); ``extended`` adds KID, precision/recall and
-        density/coverage (k-NN metrics on at most 5,000 samples a side).  Raises ValueError on
-        NaN/Inf samples."""
+        """Metrics for ``samples`` (model range); ``extended`` names registered feature metrics
+        (``gan_models.metrics.METRICS``: KID, precision/recall, density/coverage, a plugin's)
+        computed on at most 5,000 samples a side.  Raises ValueError on NaN/Inf samples."""
         if not torch.isfinite(samples).all():
             raise ValueError("generated samples contain NaN or Inf (the generator diverged)")
         m = self.prep.manifest
@@ -54,7 +54,7 @@ class Scorer:
             out = M.mode_metrics(pts, np.asarray(m["centers"]), m["std"])
             out["fid_points"] = M.fid(self.real_points, pts)
             if extended:
-                out.update(self._distribution_metrics(self.real_points, pts, seed))
+                out.update(self._distribution_metrics(self.real_points, pts, seed, extended))
             return out
         feats, logits = self.extractor(samples)
         out = {"fid": M.fid(self.ref, feats)}
@@ -63,19 +63,16 @@ class Scorer:
             if self.extractor.name == "classifier":  # its classes are the data set's classes
                 out.update(M.class_histogram_metrics(logits, np.asarray(m["class_frequencies"])))
         if extended and self.real_features is not None:
-            out.update(self._distribution_metrics(self.real_features, feats, seed))
+            out.update(self._distribution_metrics(self.real_features, feats, seed, extended))
         return out
 
     @staticmethod
-    def _distribution_metrics(real: np.ndarray, fake: np.ndarray, seed: int, cap: int = 5000) -> dict[str, float]:
+    def _distribution_metrics(real: np.ndarray, fake: np.ndarray, seed: int, names: tuple[str, ...],
+                              cap: int = 5000) -> dict[str, float]:
         rng = np.random.default_rng(seed)
         r = real[rng.choice(len(real), cap, replace=False)] if len(real) > cap else real
         f = fake[rng.choice(len(fake), cap, replace=False)] if len(fake) > cap else fake
-        out: dict[str, float] = {}
-        out["kid_mean"], out["kid_std"] = M.kid(real, fake, seed=seed)
-        out["precision"], out["recall"] = M.precision_recall(r, f, k=3)
-        out["density"], out["coverage"] = M.density_coverage(r, f, k=5)
-        return out
+        return M.registered_metrics(names, r, f, seed)
 
 
 def primary_metric(kind: str, configured: str) -> str:

@@ -16,7 +16,7 @@ from gan_models.images import score_png
 from gan_models.training import sample
 from gan_models.variants import generator_from_checkpoint
 
-from .common import Layout, configure_threads, load_prepared, up_to_date, write_record
+from .common import Layout, configure_threads, load_prepared, up_to_date, write_csv, write_record
 from .config import Params
 from .stages import stage_fingerprint
 from .scoring import Scorer, headline_key, primary_metric, sort_key
@@ -61,11 +61,13 @@ def select(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
     score_png(out / "selection.png", [c["step"] for c in valid],
               [c["scores"][shown_key] for c in valid], best["step"], f"{shown_key} (held-out, {cfg.n_samples} samples)",
               f"{variant}: checkpoint selection")
+    # One row per scored checkpoint, for `dvc plots` (the held-out metric over training).
+    write_csv(out / "scores.csv", [{"step": c["step"], **c["scores"], "selected": int(c is best)} for c in valid])
     record = {"fingerprint": fp.value, "code": fp.code, "variant": variant, "metric": metric, "split": "heldout",
               "extractor": scorer.extractor_name, "n_samples": cfg.n_samples, "seed": cfg.seed,
               "best_step": best["step"], "best_scores": best["scores"], "best_sha256": best["sha256"],
               "candidates": candidates}
-    write_record(out / "selection.json", record, [out / "best.pt", out / "selection.png"])
+    write_record(out / "selection.json", record, [out / "best.pt", out / "selection.png", out / "scores.csv"])
     return _summary(out)
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -140,6 +142,43 @@ def code_files(module: str) -> tuple[str, ...]:
 
 def code_hashes(module: str) -> dict[str, str]:
     return {f: sha256_file(ROOT / f) for f in code_files(module)}
+
+
+# -- plugins: their source is code of the stages that use what they registered ----------------------
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _names_in(value: Any) -> set[str]:
+    """Every identifier-like word in the strings of ``value`` (``augment: "color,my_aug"`` gives
+    both policies): the component names a setting may refer to."""
+    if isinstance(value, str):
+        return set(_NAME.findall(value))
+    if isinstance(value, dict):
+        return set().union(*(_names_in(v) for v in value.values())) if value else set()
+    if isinstance(value, (list, tuple)):
+        return set().union(*(_names_in(v) for v in value)) if value else set()
+    return set()
+
+
+def used_plugins(st: Stage, params: Any, variant: str | None) -> list:
+    """The loaded plugins whose components stage ``st`` uses: a name they registered appears in
+    the stage's settings, in the variant's resolved spec (every variant stage builds its
+    networks), or, for select/evaluate, as the feature extractor they load."""
+    from gan_models.registry import plugins_using
+
+    names = _names_in(settings(st, params, variant))
+    if st.per_variant and variant is not None:
+        names |= {variant} | _names_in(params.train.variants.get(variant)) | _names_in(params.variant_spec(variant))
+    if st.name in ("select", "evaluate"):
+        names.add(params.prepare.extractor)
+    return plugins_using(names)
+
+
+def plugin_hashes(st: Stage, params: Any, variant: str | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for plugin in used_plugins(st, params, variant):
+        out.update(plugin.code_hashes())
+    return out
 
 
 # -- settings and inputs ----------------------------------------------------------------------------
@@ -277,7 +316,8 @@ def stage_fingerprint(name: str, params: Any, variant: str | None, layout: Layou
     runtime."""
     st = stage(name)
     s = settings(st, params, variant)
-    ins, code, rt = inputs(st, params, variant, layout), code_hashes(st.module), runtime(st, params, world)
+    code = {**code_hashes(st.module), **plugin_hashes(st, params, variant)}
+    ins, rt = inputs(st, params, variant, layout), runtime(st, params, world)
     if not st.resume_ignores:
         value = fingerprint(name, s, ins, code, rt)
         return Fingerprint(value, value, code)
@@ -337,8 +377,53 @@ DVC_HEADER = """\
 """
 
 
-def dvc_yaml() -> str:
-    """The text of dvc.yaml, from the stage table."""
+def _dep_path(path: Path) -> str:
+    """A plugin file as a DVC dependency: relative to the project when inside it, else absolute."""
+    path = Path(path).resolve()
+    try:
+        return os.path.relpath(path, Path.cwd()) if path.is_relative_to(Path.cwd().resolve()) else str(path)
+    except ValueError:
+        return str(path)
+
+
+def _plugin_deps(st: Stage, params: Any) -> list[str]:
+    """Source files of the plugins any variant's ``st`` uses (a foreach stage has one deps list
+    for all variants: a stage that does not use the plugin reruns under DVC, finds its own
+    fingerprint unchanged and skips the work)."""
+    if params is None:
+        return []
+    found = set()
+    for v in (params.variant_names if st.per_variant else [None]):
+        for plugin in used_plugins(st, params, v):
+            found |= {_dep_path(p) for p in plugin.paths()}
+    return sorted(found)
+
+
+# Columns of curves.csv (the training loop's statistics, ``tasks.common.plot_column`` names) that
+# the training-curve plot shows; a variant logs a subset (no D(x) for a critic, ...).
+CURVES = ("loss_D", "loss_G", "D_real", "D_fake", "grad_norm_D", "grad_norm_G")
+
+
+def _plots(params: Any) -> list[str]:
+    """DVC plots: per variant its training curves and the held-out selection metric over its
+    checkpoints; one plot of every variant's selection metric side by side."""
+    if params is None or not params.variant_names:
+        return []
+    lines = ["plots:"]
+    for v in params.variant_names:
+        lines += [f"  - {v} training curves:", "      template: linear", "      x: step", "      y:",
+                  f"        models/{v}/train/curves.csv: [{', '.join(CURVES)}]",
+                  f"  - {v} checkpoint selection:", "      template: linear", "      x: step", "      y:",
+                  f"        models/{v}/selected/scores.csv: [fid]"]
+    lines += ["  - held-out FID of every variant over training:", "      template: linear", "      x: step",
+              "      y:"]
+    lines += [f"        models/{v}/selected/scores.csv: fid" for v in params.variant_names]
+    return lines
+
+
+def dvc_yaml(params: Any = None) -> str:
+    """The text of dvc.yaml, from the stage table; with ``params``, the plugins' source files are
+    deps of the stages that use them and every variant gets its plots."""
     lines = [DVC_HEADER.rstrip("\n"), "stages:"]
     for st in STAGES:
         ind = "      " if st.per_variant else "    "
@@ -351,6 +436,7 @@ def dvc_yaml() -> str:
         lines.append(f"{ind}deps:")
         lines += [f"{ind}  - {sub(d)}" for d in st.deps]
         lines += [f"{ind}  - {f}" for f in code_files(st.module)]
+        lines += [f"{ind}  - {f}" for f in _plugin_deps(st, params)]
         lines.append(f"{ind}params:")
         lines += [f"{ind}  - {sub(p)}" for p in st.params]
         metrics = [o for o in st.outs if o.metric]
@@ -367,4 +453,5 @@ def dvc_yaml() -> str:
             for o in metrics:
                 lines += [f"{ind}  - {sub(o.path)}:", f"{ind}      cache: false"]
         lines.append("")
+    lines += _plots(params)
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -71,17 +71,34 @@ def _experiment_id(client, name: str, uri: str) -> str:
     runs may create it at once: the loser of that race reads the winner's."""
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if exp.tags.get(EXPERIMENT_KIND) is None:  # made by an older version, or by hand
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
         return exp.experiment_id
     artifacts = None
     if uri.startswith("sqlite:///"):
         artifacts = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
     try:
-        return client.create_experiment(name, artifact_location=artifacts)
+        return client.create_experiment(name, artifact_location=artifacts, tags={EXPERIMENT_KIND: MODEL_TRAINING})
     except Exception:
         exp = client.get_experiment_by_name(name)
         if exp is None:
             raise
         return exp.experiment_id
+
+
+# Ours are model-training experiments: the tag says so to the API, to `search_experiments` and to
+# the MLflow UIs that choose an experiment's view from it.  MLflow 3.17's UI instead chooses from a
+# workflow switch (the URL's `workflowType`, else the browser's last choice, else GenAI: traces,
+# judges), so the links we print carry it; see experiment_url.
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+
+
+UI_BASE = "http://127.0.0.1:5000"  # where `python -m flows ui` serves by default
+
+
+def experiment_url(base: str, experiment_id: str) -> str:
+    """The MLflow UI's page of an experiment, opened in its model-training view (the runs table)."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}?workflowType=machine_learning"
 
 
 def _unreachable(uri: str, e: Exception) -> str:
@@ -114,6 +131,31 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def plugin_records() -> list[dict[str, str | None]]:
+    """Every loaded plugin: name, how it was loaded, its package and version, its code's hash."""
+    from gan_models.plugins import loaded
+
+    return [{"name": p.name, "target": p.target, "origin": p.origin, "package": p.distribution,
+             "version": p.version, "code_sha256": p.code_sha256(),
+             "provides": ",".join(f"{k}:{n}" for k, n in p.provides)} for p in loaded()]
+
+
+def source_tags() -> dict[str, str]:
+    """MLflow's standard source tags, so the UI's "Source" column shows the commit."""
+    version = code_version()
+    tags = {"mlflow.source.name": "python -m flows run", "mlflow.source.type": "LOCAL"}
+    commit = version.split("+")[0]
+    if len(commit) == 40 and all(c in "0123456789abcdef" for c in commit):
+        tags["mlflow.source.git.commit"] = commit
+    try:
+        import getpass
+
+        tags["mlflow.user"] = getpass.getuser()
+    except Exception:  # no user name in a bare container
+        pass
+    return tags
+
+
 def reproducibility_tags(params: Params, root: Path = Path(".")) -> dict[str, str]:
     """What a run needs to be redone exactly (``flows rerun``); the data hash is added once the
     prepare stage has run, checkpoint hashes by the stages that write them."""
@@ -121,7 +163,8 @@ def reproducibility_tags(params: Params, root: Path = Path(".")) -> dict[str, st
     return {"code_version": code_version(), "seed": str(params.seed),
             "threads": str(resolved_threads(params.train.threads, params.train.parallel)),
             "dvc_lock_sha256": sha256_file(lock) if lock.exists() else "none",
-            "packages": json.dumps(package_versions())}
+            "packages": json.dumps(package_versions()), "plugins": json.dumps(plugin_records()),
+            **source_tags()}
 
 
 @dataclass
@@ -236,9 +279,46 @@ class Tracker:
                                     if isinstance(v, (int, float)) and not isinstance(v, bool)])
 
     def log_data(self, prepared: dict[str, Any]) -> None:
+        """Tag every run with the data hash, and log the prepared data set as the training input
+        of the pipeline run and every variant run (the run page's "Datasets", the runs table's
+        "Dataset" column; runs on the same data share the digest)."""
+        from mlflow.entities import DatasetInput, InputTag
+
+        dataset = mlflow_dataset(prepared)
         for run_id in [self.parent_run_id, *self.child_run_ids.values()]:
             self._guard("tagging the data", self.client.set_tag, run_id, "data_hash", prepared["content_hash"])
             self._guard("tagging the data", self.client.set_tag, run_id, "dataset", prepared["dataset"])
+        for run_id in [self.parent_run_id, *self.child_run_ids.values()]:
+            self._guard("logging the data set", self.client.log_inputs, run_id, [DatasetInput(
+                dataset, tags=[InputTag("mlflow.data.context", "training")])])
+
+    def log_checkpoint_images(self, variant: str, grids: list[tuple[int, Any]], best_step: int | None) -> None:
+        """One sample grid per checkpoint, as step-indexed images (the run page slides through
+        training); the selected checkpoint's grid again under ``selected_checkpoint``."""
+        run_id = self.child_run_ids[variant]
+        for step, grid in grids:
+            self._guard("logging an image", self.client.log_image, run_id, grid, key="samples", step=int(step))
+            if step == best_step:
+                self._guard("logging an image", self.client.log_image, run_id, grid, key="selected_checkpoint",
+                            step=int(step))
+
+    def system_metrics(self, variant: str, interval_s: float):
+        """A started monitor of CPU, memory (and GPU) use logged to the variant's run as
+        ``system/*`` metrics; call ``finish()`` on it.  None when it cannot run (no psutil)."""
+        if self.offline:
+            return None
+        try:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # its start/stop lines
+
+            monitor = SystemMetricsMonitor(self.child_run_ids[variant], sampling_interval=interval_s,
+                                           samples_before_logging=1, tracking_uri=self.uri)
+            monitor.start()
+            return _FinalSample(monitor)
+        except Exception as e:
+            log.warning("system metrics are not logged: %s: %s", type(e).__name__, e)
+            return None
 
     def metric_logger(self, variant: str, interval_s: float = 1.0) -> "LiveMetrics":
         """A callback for the training loop; call ``flush()`` when training returns."""
@@ -297,6 +377,64 @@ class Tracker:
         self._guard("closing the run", self.client.set_terminated, run_id, "FINISHED" if ok else "FAILED")
 
 
+def checkpoint_grids(layout, variant: str, n: int = 64, seed: int = 2024) -> list[tuple[int, Any]]:
+    """(step, uint8 image grid) of every checkpoint of ``variant``, from the same noise (image
+    data only; a checkpoint that does not load is left out: selection reports it)."""
+    import torch
+
+    from gan_models import checkpoint as ck
+    from gan_models.images import grid
+    from gan_models.training import sample
+    from gan_models.variants import generator_from_checkpoint
+
+    d = layout.train_dir(variant)
+    out = []
+    for entry in ck.read_index(d):
+        try:
+            c = ck.load_checkpoint(d / entry["file"], entry["sha256"])
+            if c["data"]["kind"] != "image":
+                return []
+            G, z_dim = generator_from_checkpoint(c)
+            with torch.no_grad():
+                out.append((int(entry["step"]), grid(sample(G, n, z_dim, seed))))
+        except (ck.CheckpointError, ValueError, KeyError):
+            continue
+    return out
+
+
+def mlflow_dataset(prepared: dict[str, Any]):
+    """The prepared data set as an MLflow dataset entity: digest = our content hash (its first
+    36 characters, MLflow's column width), source = the prepare stage's folder, schema = the
+    arrays' shapes."""
+    from mlflow.entities import Dataset
+
+    shape = [-1, *prepared["shape"]]
+    schema = {"mlflow_tensorspec": {"features": json.dumps([{"type": "tensor", "tensor-spec": {
+        "dtype": "float32" if prepared["kind"] == "image" else "float64", "shape": shape}}]),
+        "targets": json.dumps([{"type": "tensor", "tensor-spec": {"dtype": "int64", "shape": [-1]}}])}}
+    profile = {"content_hash": prepared["content_hash"], **{f"num_{k}": v for k, v in prepared["counts"].items()}}
+    source = {"uri": str(Path(prepared["path"]).resolve()), "dataset": prepared["dataset"]}
+    return Dataset(name=prepared["dataset"], digest=prepared["content_hash"][:36], source_type="local",
+                   source=json.dumps(source), schema=json.dumps(schema), profile=json.dumps(profile))
+
+
+class _FinalSample:
+    """MLflow's monitor publishes a sample only after a full interval: one more, at the end, so a
+    training run shorter than the interval is measured too."""
+
+    def __init__(self, monitor):
+        self.monitor = monitor
+
+    def finish(self) -> None:
+        m = self.monitor
+        try:
+            m.collect_metrics()
+            m.publish_metrics(m.aggregate_metrics())
+        except Exception as e:  # a view of the run: never fails it
+            log.warning("the last system-metrics sample was not logged: %s: %s", type(e).__name__, e)
+        m.finish()
+
+
 class LiveMetrics:
     """Collects the training loop's per-step statistics and hands them to ``Tracker.send_metrics``
     at most once a second, so tracking costs the loop next to nothing.  A store that fails
@@ -326,29 +464,65 @@ class LiveMetrics:
 CHAMPION = "champion"
 
 
-def log_generator_model(client, run_id: str, checkpoint: Path, z_dim: int) -> str:
-    """Log the generator in ``checkpoint`` to ``run_id`` as a pyfunc model from code (see
-    tasks/mlflow_generator.py); returns its ``runs:/`` URI."""
-    import tempfile
+@contextlib.contextmanager
+def _quiet(*loggers: str):
+    """MLflow's INFO lines of a model logging ("validating the input example") off for a while."""
+    saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in loggers]
+    for lg, _ in saved:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in saved:
+            lg.setLevel(level)
 
-    import mlflow.pyfunc
-    from importlib.metadata import version
 
+def log_generator_model(tracker: "Tracker", run_id: str, checkpoint: Path, ckpt: dict[str, Any]) -> tuple[str, str]:
+    """Log the generator in ``checkpoint`` as a logged model of ``run_id`` (the run page's
+    "Logged models"): a pyfunc model from code (tasks/mlflow_generator.py) with a signature
+    (noise (n, z_dim) float32 -> samples, optional ``labels`` param) and an input example, and
+    the source of every plugin it may need.  Returns (model URI, model id)."""
     import warnings
+
+    import mlflow
+    import numpy as np
+    from importlib.metadata import version
+    from mlflow.models import Model, ModelSignature
+    from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
+
+    from gan_models.plugins import loaded
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     here = Path(__file__).resolve().parent
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        # predict() takes plain arrays on purpose; MLflow suggests type hints for its validation
-        warnings.filterwarnings("ignore", message=".*type hints.*")
-        path = Path(tmp) / "generator"
-        mlflow.pyfunc.save_model(
-            path, python_model=str(here / "mlflow_generator.py"), artifacts={"checkpoint": str(checkpoint)},
-            code_paths=[str(here.parent / "gan_models")], metadata={"z_dim": z_dim},
-            pip_requirements=[f"torch=={version('torch')}", f"mlflow=={version('mlflow')}", "numpy", "scipy",
-                              "pillow", "matplotlib"])
-        client.log_artifacts(run_id, str(path), "generator")
-    return f"runs:/{run_id}/generator"
+    z_dim = int(ckpt["spec"]["z_dim"])
+    shape = tuple(int(d) for d in ckpt["data"]["shape"])
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, z_dim))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *shape))]),
+        params=ParamSchema([ParamSpec("labels", "long", [0], shape=(-1,))]))
+    plugins = loaded()
+    code = [str(here.parent / "gan_models")] + sorted({p.root if len(p.files) > 1 or p.files[0] == "__init__.py"
+                                                        else str(Path(p.root) / p.files[0]) for p in plugins})
+    # In the variant run's experiment (Model.log alone would use the process's active experiment).
+    model = tracker.client.create_logged_model(tracker.experiment_id, name="generator", source_run_id=run_id,
+                                               tags={"variant": ckpt["variant"], "step": str(ckpt["step"])})
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracker.uri)  # Model.log resolves the store from the global setting
+    try:
+        with warnings.catch_warnings(), _quiet("mlflow.pyfunc", "mlflow.models"):
+            # predict() takes plain arrays on purpose; MLflow suggests type hints for its validation
+            warnings.filterwarnings("ignore", message=r"(?s).*type hints", category=UserWarning)
+            info = Model.log(
+                artifact_path=None, name="generator", flavor=mlflow.pyfunc, run_id=run_id, model_id=model.model_id,
+                python_model=str(here / "mlflow_generator.py"), artifacts={"checkpoint": str(checkpoint)},
+                code_paths=code, signature=signature, input_example=np.zeros((2, z_dim), np.float32),
+                model_config={"plugins": [p.target for p in plugins]},
+                metadata={"z_dim": z_dim, "variant": ckpt["variant"], "step": int(ckpt["step"])},
+                pip_requirements=[f"torch=={version('torch')}", f"mlflow=={version('mlflow')}", "numpy", "scipy",
+                                  "pillow", "matplotlib"])
+    finally:
+        mlflow.set_tracking_uri(previous)
+    return info.model_uri, info.model_id
 
 
 def promote_if_better(client, name: str, version: str, basis: dict[str, str], rank: list[float]) -> str:
@@ -386,18 +560,18 @@ def register_best(tracker: Tracker, name: str, selections: dict[str, dict[str, A
     best = min(ranked, key=lambda v: ranked[v])
     sel = selections[best]
     ckpt_path = Path(sel["best_checkpoint"])
-    z_dim = int(load_checkpoint(ckpt_path)["spec"]["z_dim"])
+    ckpt = load_checkpoint(ckpt_path)
 
     def go() -> str:
         client = tracker.client
         run_id = tracker.child_run_ids[best]
-        source = log_generator_model(client, run_id, ckpt_path, z_dim)
+        source, model_id = log_generator_model(tracker, run_id, ckpt_path, ckpt)
         try:
             client.create_registered_model(name)
         except Exception:
             pass  # it exists already
         basis = {"metric": sel["metric"], "extractor": sel.get("extractor", ""), "data_hash": data_hash}
-        mv = client.create_model_version(name, source, run_id=run_id, tags={
+        mv = client.create_model_version(name, source, run_id=run_id, model_id=model_id, tags={
             "variant": best, "selection_basis": json.dumps(basis), "selection_rank": json.dumps(ranked[best]),
             "checkpoint_sha256": sha256_file(ckpt_path), "selected_step": str(sel["best_step"])})
         return promote_if_better(client, name, mv.version, basis, ranked[best])

@@ -26,7 +26,7 @@ from gan_models.images import curves_png
 from gan_models.training import Trainer
 from gan_models.variants import build
 
-from .common import Layout, configure_threads, load_prepared, resolve_device, up_to_date, write_record
+from .common import Layout, configure_threads, load_prepared, resolve_device, up_to_date, write_csv, write_record
 from .config import Params
 from .stages import stage_fingerprint
 
@@ -133,7 +133,9 @@ def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bo
     seconds = time.time() - t0
     _prune_off_grid(out, cfg.checkpoint_every, steps)
     curves_png(out / "dynamics.png", history, f"{variant}: training dynamics")
-    outputs = sorted(out.glob("step_*.pt")) + [out / ck.INDEX, out / "history.jsonl", out / "dynamics.png"]
+    write_csv(out / "curves.csv", history)  # for `dvc plots` (dvc.yaml's plots section)
+    outputs = sorted(out.glob("step_*.pt")) + [out / ck.INDEX, out / "history.jsonl", out / "dynamics.png",
+                                               out / "curves.csv"]
     # Only deterministic content here (no timings, no code version): a rerun reproduces the
     # stage's files bit for bit, so DVC and Prefect runs hash the same.
     write_record(out / "run.json", {"fingerprint": done_fp, "code": fp.code, "variant": variant, "steps": steps,

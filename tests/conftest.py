@@ -44,6 +44,28 @@ def isolated_stores(tmp_path_factory, monkeypatch):
     return home
 
 
+@pytest.fixture(autouse=True)
+def registries_restored():
+    """A test that loads a plugin leaves the registries, the loaded-plugin table and sys.modules as
+    it found them, so the next test sees only the built-ins (and can load the plugin afresh)."""
+    from gan_models import plugins, registry
+
+    regs = plugins.registries().values()
+    saved = [(r, dict(r._entries)) for r in regs]
+    loaded = dict(registry.LOADED_PLUGINS)
+    yield
+    for name, plugin in list(registry.LOADED_PLUGINS.items()):
+        if name not in loaded:
+            module = plugin.target.partition(":")[0]
+            for m in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
+                del sys.modules[m]
+    registry.LOADED_PLUGINS.clear()
+    registry.LOADED_PLUGINS.update(loaded)
+    for r, entries in saved:
+        r._entries.clear()
+        r._entries.update(entries)
+
+
 def write_params(path: Path, doc: dict) -> Path:
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -89,7 +111,8 @@ def venv_path() -> str:
 def cli(*args: str, cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``python -m flows ARGS`` in ``cwd`` and return the completed process."""
     full_env = {**os.environ, **(env or {})}
-    full_env["PYTHONPATH"] = str(cwd) + os.pathsep + str(ROOT)
+    extra = (env or {}).get("PYTHONPATH")  # e.g. where a test installed a plugin package
+    full_env["PYTHONPATH"] = os.pathsep.join([str(cwd), str(ROOT), *([extra] if extra else [])])
     full_env["PATH"] = venv_path()
     return subprocess.run([sys.executable, "-m", "flows", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=full_env)

@@ -189,3 +189,51 @@ def test_dask_cluster_trains_two_variants_like_a_sequential_run(tmp_path, isolat
                 out[r.data.tags["variant"]] = {k: v for k, v in r.data.metrics.items() if not k.startswith("train/")}
         return out
     assert metrics(uri_par) == metrics(uri_seq)
+
+
+def test_a_pipeline_run_leaves_prefect_artifacts_and_named_runs(tmp_path, prefect_server, isolated_stores):
+    """Against a real Prefect server: the flow run is named after its params file and variants,
+    task runs after what they do, and the run leaves a metrics table, a summary and a progress
+    artifact per training run (from the worker processes of a parallel run), read back through
+    Prefect's client."""
+    import asyncio
+
+    from mlflow.tracking import MlflowClient
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    proj = copy_project(tmp_path / "proj", TWO)  # two variants, parallel: 2 (worker processes)
+    uri = f"sqlite:///{isolated_stores / 'artifacts.db'}"
+    proc = subprocess.run([sys.executable, "-m", "flows", "run", "--quiet"], cwd=proj,
+                          env=_prefect_env(prefect_server, proj, uri), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    parent = [r for r in MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("tests")
+                                                        .experiment_id]) if "variant" not in r.data.tags][0]
+
+    async def read():
+        async with get_client() as client:
+            [fr] = [f for f in await client.read_flow_runs() if f.name.startswith("params.yaml")]
+            only = FlowRunFilter(id=FlowRunFilterId(any_=[fr.id]))
+            tasks = await client.read_task_runs(flow_run_filter=only)
+            artifacts = await client.read_artifacts(flow_run_filter=only)
+            return fr, tasks, artifacts
+
+    with temporary_settings({PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}):
+        flow_run, task_runs, artifacts = asyncio.run(read())
+    assert flow_run.name == "params.yaml: mlp, dcgan"
+    assert {"prepare-digits", "train-mlp", "train-dcgan", "select-mlp", "evaluate-dcgan", "export-mlp"} <= \
+        {t.name for t in task_runs}
+    by_key = {a.key: a for a in artifacts}
+    table = by_key["variant-metrics"]
+    assert table.type == "table"
+    rows = {r["variant"]: r for r in (json.loads(table.data) if isinstance(table.data, str) else table.data)}
+    for v in ("mlp", "dcgan"):
+        m = json.loads((proj / "metrics" / f"{v}.json").read_text())
+        assert rows[v]["fid"] == pytest.approx(m["fid"], abs=1e-4) and rows[v]["status"] == "ok"
+        assert rows[v]["selected_step"] == json.loads((proj / "models" / v / "selected" / "selection.json")
+                                                      .read_text())["best_step"]
+        progress = by_key[f"train-{v}"]
+        assert progress.type == "progress" and float(progress.data) == 100.0
+    summary = by_key["pipeline-summary"]
+    assert summary.type == "markdown" and parent.info.run_id in summary.data and "samples/dcgan/" in summary.data
