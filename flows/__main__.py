@@ -47,10 +47,13 @@ def _plugins_of(params_file: str) -> None:
     """Load the plugins ``params_file`` names (when it exists) and the installed entry-point ones."""
     import yaml
 
-    from tasks.config import load_plugins
+    from tasks.config import ConfigError, load_plugins
 
     path = Path(params_file)
-    doc = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    try:
+        doc = yaml.safe_load(path.read_text()) if path.is_file() else {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
     load_plugins((doc or {}).get("plugins") if isinstance(doc, dict) else None, path)
 
 
@@ -208,6 +211,10 @@ def _ui(args: argparse.Namespace) -> int:
         exp = MlflowClient(uri).get_experiment_by_name(params.tracking.experiment)
     except Exception as e:
         raise TrackingError(f"cannot read the MLflow store {uri!r}: {type(e).__name__}: {e}") from None
+    if uri.startswith(("http://", "https://")):  # already a tracking server: it serves the UI itself
+        print(f"{uri} is a tracking server with its own UI: open "
+              f"{experiment_url(uri, exp.experiment_id) if exp is not None else uri}")
+        return 0
     if exp is None:
         print(f"no experiment {params.tracking.experiment!r} in {uri} yet (python -m flows run creates it); "
               f"serving the store at {base}", flush=True)

@@ -13,6 +13,7 @@ A task may run in a worker process with its own copy of the tracker: every task 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -27,8 +28,10 @@ from tasks import prepare as _prepare
 from tasks import select as _select
 from tasks import train as _train
 from tasks.common import Layout
-from tasks.config import Params
+from tasks.config import Params, ensure_plugins
 from tasks.tracking import Tracker, checkpoint_grids
+
+log = logging.getLogger(__name__)
 
 
 def _both(*callbacks):
@@ -96,6 +99,7 @@ def _tracked(summary: dict[str, Any], tracker: Tracker | None) -> dict[str, Any]
 @task(name="prepare", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE,
       task_run_name="prepare-{params.prepare.dataset}")
 def prepare_task(params: Params, tracker: Tracker | None, layout: Layout = Layout()) -> dict[str, Any]:
+    ensure_plugins(params)  # this task may run in a worker process
     summary = _prepare.prepare(params, layout)
     if tracker is not None:
         tracker.log_data(summary)
@@ -118,6 +122,7 @@ def _transient(task, task_run, state) -> bool:
       task_run_name="train-{variant}")
 def train_task(params: Params, variant: str, tracker: Tracker | None, position: int = 0, progress: bool = True,
                layout: Layout = Layout()) -> dict[str, Any]:
+    ensure_plugins(params)  # this task may run in a worker process
     on_log = tracker.metric_logger(variant) if tracker is not None else None
     monitor = (tracker.system_metrics(variant, params.tracking.system_metrics_interval)
                if tracker is not None and params.tracking.system_metrics else None)
@@ -151,6 +156,7 @@ def train_task(params: Params, variant: str, tracker: Tracker | None, position: 
 @task(name="select", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE,
       task_run_name="select-{variant}")
 def select_task(params: Params, variant: str, tracker: Tracker | None, layout: Layout = Layout()) -> dict[str, Any]:
+    ensure_plugins(params)  # this task may run in a worker process
     summary = _select.select(params, variant, layout)
     if tracker is not None:
         for step, scores in summary["scores_by_step"].items():
@@ -160,14 +166,21 @@ def select_task(params: Params, variant: str, tracker: Tracker | None, layout: L
         d = layout.selected_dir(variant)
         for name in ("selection.json", "selection.png", "best.pt", "scores.csv"):
             tracker.log_artifact(variant, d / name, "selection")
-        tracker.log_checkpoint_images(variant, checkpoint_grids(layout, variant, seed=params.export.seed),
-                                      summary["best_step"])
+        if not tracker.offline:
+            try:
+                grids = checkpoint_grids(layout, variant, seed=params.export.seed)
+            except Exception as e:  # a view of the checkpoints: it never fails the selection made
+                log.warning("select %s: sample grids of the checkpoints not logged: %s: %s", variant,
+                            type(e).__name__, e)
+                grids = []
+            tracker.log_checkpoint_images(variant, grids, summary["best_step"])
     return _tracked(summary, tracker)
 
 
 @task(name="evaluate", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE,
       task_run_name="evaluate-{variant}")
 def evaluate_task(params: Params, variant: str, tracker: Tracker | None, layout: Layout = Layout()) -> dict[str, Any]:
+    ensure_plugins(params)  # this task may run in a worker process
     metrics = _evaluate.evaluate(params, variant, layout)
     if tracker is not None:
         tracker.log_metrics(variant, {k: v for k, v in metrics.items() if k not in ("step",)}, step=metrics["step"])
@@ -179,6 +192,7 @@ def evaluate_task(params: Params, variant: str, tracker: Tracker | None, layout:
 @task(name="export", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE,
       task_run_name="export-{variant}")
 def export_task(params: Params, variant: str, tracker: Tracker | None, layout: Layout = Layout()) -> dict[str, Any]:
+    ensure_plugins(params)  # this task may run in a worker process
     summary = _export.export(params, variant, layout)
     if tracker is not None:
         tracker.log_artifact(variant, layout.samples_dir(variant), "samples")

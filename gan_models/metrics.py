@@ -257,6 +257,11 @@ def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5) -> tuple[fl
 from .registry import Registry  # noqa: E402
 
 METRICS: Registry = Registry("metric", ("real", "fake", "seed"))
+# Score names the scorer computes itself (FID, IS, the class histogram and mode metrics): a
+# registered metric may not return them, or it would replace the score selection ranks by.
+RESERVED_SCORES = frozenset({"fid", "fid_points", "is_mean", "is_std", "classes_covered", "kl_class_hist",
+                             "confident_fraction", "modes_covered", "high_quality_fraction", "reverse_kl",
+                             "reverse_kl_high_quality", "step", "extractor", "n_samples", "score", "selected"})
 
 
 def _kid_scores(real: np.ndarray, fake: np.ndarray, seed: int) -> dict[str, float]:
@@ -264,13 +269,21 @@ def _kid_scores(real: np.ndarray, fake: np.ndarray, seed: int) -> dict[str, floa
     return {"kid_mean": mean, "kid_std": std}
 
 
+def capped(real: np.ndarray, fake: np.ndarray, seed: int, cap: int = 5000) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``cap`` rows of each (a seeded random subset): the k-NN metrics are quadratic in N."""
+    rng = np.random.default_rng(seed)
+    r = real[rng.choice(len(real), cap, replace=False)] if len(real) > cap else real
+    f = fake[rng.choice(len(fake), cap, replace=False)] if len(fake) > cap else fake
+    return r, f
+
+
 def _pr_scores(real: np.ndarray, fake: np.ndarray, seed: int, k: int = 3) -> dict[str, float]:
-    p, r = precision_recall(real, fake, k=k)
+    p, r = precision_recall(*capped(real, fake, seed), k=k)
     return {"precision": p, "recall": r}
 
 
 def _dc_scores(real: np.ndarray, fake: np.ndarray, seed: int, k: int = 5) -> dict[str, float]:
-    d, c = density_coverage(real, fake, k=k)
+    d, c = density_coverage(*capped(real, fake, seed), k=k)
     return {"density": d, "coverage": c}
 
 
@@ -282,13 +295,18 @@ METRICS.register("density_coverage", _dc_scores, "density and coverage, k=5 (Nae
 
 def registered_metrics(names: list[str] | tuple[str, ...], real: np.ndarray, fake: np.ndarray,
                        seed: int) -> dict[str, float]:
-    """The scores of each named metric; a metric that returns anything but names to finite-or-NaN
-    floats raises ValueError naming it."""
+    """The scores of each named metric on the full feature arrays; a metric that returns anything
+    but names to numbers, or a score name another metric (or FID, IS, the class and mode metrics)
+    already gives, raises ValueError naming it."""
     out: dict[str, float] = {}
     for name in names:
         scores = METRICS.get(name)(real=real, fake=fake, seed=seed)
         if not isinstance(scores, dict) or not all(isinstance(k, str) for k in scores):
             raise ValueError(f"metric {name!r} must return a mapping of score names to numbers, got {scores!r}")
+        taken = sorted(set(scores) & (set(out) | RESERVED_SCORES))
+        if taken:
+            raise ValueError(f"metric {name!r} returns score(s) {taken} that another metric already gives; "
+                             "prefix its score names with the metric's name")
         for k, v in scores.items():
             try:
                 out[k] = float(v)

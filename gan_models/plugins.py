@@ -130,6 +130,9 @@ def _load_one(name: str, target: str, origin: str, dist: tuple[str | None, str |
               how_to_fix: str) -> Plugin:
     if name in _LOADED:
         return _LOADED[name]
+    for other in _LOADED.values():  # the same code under two names (an entry point and params.yaml)
+        if other.target == target:
+            return other
     module_name, _, func = target.partition(":")
     before = {kind: set(reg.names()) for kind, reg in registries().items()}
     try:
@@ -141,7 +144,7 @@ def _load_one(name: str, target: str, origin: str, dist: tuple[str | None, str |
                     fn = getattr(fn, part)
                 fn()
     except ModuleNotFoundError as e:
-        if e.name and module_name.startswith(e.name):
+        if e.name and (e.name == module_name or module_name.startswith(e.name + ".")):
             raise PluginError(f"plugin {name!r}: no module named {module_name!r} ({origin}); {how_to_fix}") from None
         raise PluginError(f"plugin {name!r}: importing {module_name!r} failed: {type(e).__name__}: {e}") from None
     except Exception as e:  # the plugin's own error, or a registration the registry refused
@@ -152,7 +155,8 @@ def _load_one(name: str, target: str, origin: str, dist: tuple[str | None, str |
     if not provides:
         raise PluginError(f"plugin {name!r} ({origin}: {target}) registered no component; a plugin registers "
                           "at import time (see gan_models/plugins.py and the README's Plugins section)")
-    root, files = _source_files(module)
+    # The whole top-level package is the plugin's code, whichever of its modules the target names.
+    root, files = _source_files(sys.modules.get(module_name.split(".")[0], module))
     distribution, version = dist if dist is not None else _distribution(module_name)
     plugin = Plugin(name, target, origin, distribution, version, root, files, provides)
     _LOADED[name] = plugin

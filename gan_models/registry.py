@@ -87,7 +87,7 @@ def check_builder(what: str, fn: Any, fixed: tuple[str, ...]) -> None:
     missing = [f for f in fixed if f not in named and not takes_kwargs]
     if missing:
         raise ValueError(f"{what}: must accept the argument(s) {', '.join(fixed)} "
-                         f"(missing: {', '.join(missing)}); signature: {fn.__name__}{inspect.signature(fn)}")
+                         f"(missing: {', '.join(missing)}); signature: {getattr(fn, '__name__', type(fn).__name__)}{inspect.signature(fn)}")
     no_default = [n for n, p in params.items() if n not in fixed and p.default is inspect.Parameter.empty
                   and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY, p.POSITIONAL_ONLY)]
     if no_default:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from gan_models import variants as V
 from gan_models.data import DATASETS
@@ -134,6 +135,9 @@ class Params(_Section):
     # Modules that register your own components (gan_models.plugins); installed packages with a
     # `gan_pipeline.plugins` entry point are loaded without being listed.
     plugins: list[str] = []
+    # The folder `plugins:` modules are imported from (the params file's), kept so that a worker
+    # process, which gets these settings by pickle, loads the same plugins (``ensure_plugins``).
+    _plugin_folder: str | None = PrivateAttr(None)
 
     @property
     def variant_names(self) -> list[str]:
@@ -222,6 +226,7 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = 
     load_plugins(doc.get("plugins"), path)
     try:
         params = Params.model_validate(doc)
+        params._plugin_folder = str(Path(path).resolve().parent)
     except ValidationError as e:
         raise ConfigError(f"invalid settings in {path}:\n{_format_validation(e)}") from None
     check_inputs(params)
@@ -234,19 +239,31 @@ def load_plugins(names: Any, path: Path) -> None:
     """Import the plugins params.yaml names (and installed entry-point plugins) before anything
     is validated: they may define the data set, variants and metrics the file refers to.  Modules
     next to params.yaml are importable."""
-    from gan_models.plugins import PluginError, load_plugins as load
-
     if names is None:
         names = []
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ConfigError(f"{path}: plugins must be a list of module names, got {names!r}")
-    folder = str(Path(path).resolve().parent)
+    _import_plugins(names, str(Path(path).resolve().parent), str(path))
+
+
+def _import_plugins(names: list[str], folder: str, where: str) -> None:
+    # Appended, not prepended: a file next to params.yaml must not shadow an installed module.
     if names and folder not in sys.path:
-        sys.path.insert(0, folder)
+        sys.path.append(folder)
+    from gan_models.plugins import PluginError, load_plugins as load
+
     try:
         load(names)
     except PluginError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def ensure_plugins(params: Params) -> None:
+    """Load, in this process, the plugins the settings were loaded with: a worker process
+    (``train.parallel`` > 1, a Dask worker) receives the settings but has imported no plugin, so
+    its registries would lack the plugin's components and its stage fingerprints the plugin's code.
+    Loading is idempotent: a process that loaded them already does nothing."""
+    _import_plugins(list(params.plugins), params._plugin_folder or os.getcwd(), "plugins")
 
 
 _EMBEDDED_SIZES = {"digits": 1797, "mnist_subset": 5000}

@@ -67,12 +67,8 @@ class Scorer:
         return out
 
     @staticmethod
-    def _distribution_metrics(real: np.ndarray, fake: np.ndarray, seed: int, names: tuple[str, ...],
-                              cap: int = 5000) -> dict[str, float]:
-        rng = np.random.default_rng(seed)
-        r = real[rng.choice(len(real), cap, replace=False)] if len(real) > cap else real
-        f = fake[rng.choice(len(fake), cap, replace=False)] if len(fake) > cap else fake
-        return M.registered_metrics(names, r, f, seed)
+    def _distribution_metrics(real: np.ndarray, fake: np.ndarray, seed: int, names: tuple[str, ...]) -> dict[str, float]:
+        return M.registered_metrics(names, real, fake, seed)
 
 
 def primary_metric(kind: str, configured: str) -> str:

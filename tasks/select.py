@@ -61,8 +61,10 @@ def select(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
     score_png(out / "selection.png", [c["step"] for c in valid],
               [c["scores"][shown_key] for c in valid], best["step"], f"{shown_key} (held-out, {cfg.n_samples} samples)",
               f"{variant}: checkpoint selection")
-    # One row per scored checkpoint, for `dvc plots` (the held-out metric over training).
-    write_csv(out / "scores.csv", [{"step": c["step"], **c["scores"], "selected": int(c is best)} for c in valid])
+    # One row per scored checkpoint, for `dvc plots`: every held-out score, and as `score` the one
+    # selection shows (FID for images, modes covered for 2D points), whatever the data set's kind.
+    write_csv(out / "scores.csv", [{"step": c["step"], **c["scores"], "score": c["scores"][shown_key],
+                                    "selected": int(c is best)} for c in valid])
     record = {"fingerprint": fp.value, "code": fp.code, "variant": variant, "metric": metric, "split": "heldout",
               "extractor": scorer.extractor_name, "n_samples": cfg.n_samples, "seed": cfg.seed,
               "best_step": best["step"], "best_scores": best["scores"], "best_sha256": best["sha256"],

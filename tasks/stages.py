@@ -148,15 +148,15 @@ def code_hashes(module: str) -> dict[str, str]:
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def _names_in(value: Any) -> set[str]:
+def names_in(value: Any) -> set[str]:
     """Every identifier-like word in the strings of ``value`` (``augment: "color,my_aug"`` gives
     both policies): the component names a setting may refer to."""
     if isinstance(value, str):
         return set(_NAME.findall(value))
     if isinstance(value, dict):
-        return set().union(*(_names_in(v) for v in value.values())) if value else set()
+        return set().union(*(names_in(v) for v in value.values())) if value else set()
     if isinstance(value, (list, tuple)):
-        return set().union(*(_names_in(v) for v in value)) if value else set()
+        return set().union(*(names_in(v) for v in value)) if value else set()
     return set()
 
 
@@ -166,9 +166,9 @@ def used_plugins(st: Stage, params: Any, variant: str | None) -> list:
     networks), or, for select/evaluate, as the feature extractor they load."""
     from gan_models.registry import plugins_using
 
-    names = _names_in(settings(st, params, variant))
+    names = names_in(settings(st, params, variant))
     if st.per_variant and variant is not None:
-        names |= {variant} | _names_in(params.train.variants.get(variant)) | _names_in(params.variant_spec(variant))
+        names |= {variant} | names_in(params.train.variants.get(variant)) | names_in(params.variant_spec(variant))
     if st.name in ("select", "evaluate"):
         names.add(params.prepare.extractor)
     return plugins_using(names)
@@ -405,8 +405,9 @@ CURVES = ("loss_D", "loss_G", "D_real", "D_fake", "grad_norm_D", "grad_norm_G")
 
 
 def _plots(params: Any) -> list[str]:
-    """DVC plots: per variant its training curves and the held-out selection metric over its
-    checkpoints; one plot of every variant's selection metric side by side."""
+    """DVC plots: per variant its training curves and the held-out selection score over its
+    checkpoints (scores.csv's ``score``: FID for images, modes covered for 2D points); one plot of
+    every variant's score side by side."""
     if params is None or not params.variant_names:
         return []
     lines = ["plots:"]
@@ -414,10 +415,10 @@ def _plots(params: Any) -> list[str]:
         lines += [f"  - {v} training curves:", "      template: linear", "      x: step", "      y:",
                   f"        models/{v}/train/curves.csv: [{', '.join(CURVES)}]",
                   f"  - {v} checkpoint selection:", "      template: linear", "      x: step", "      y:",
-                  f"        models/{v}/selected/scores.csv: [fid]"]
-    lines += ["  - held-out FID of every variant over training:", "      template: linear", "      x: step",
-              "      y:"]
-    lines += [f"        models/{v}/selected/scores.csv: fid" for v in params.variant_names]
+                  f"        models/{v}/selected/scores.csv: [score]"]
+    lines += ["  - held-out selection score of every variant over training:", "      template: linear",
+              "      x: step", "      y:"]
+    lines += [f"        models/{v}/selected/scores.csv: score" for v in params.variant_names]
     return lines
 
 

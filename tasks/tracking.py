@@ -368,7 +368,8 @@ class Tracker:
         child_ids = {r.data.tags.get("variant"): r.info.run_id for r in children if r.info.status == "FINISHED"}
         if set(child_ids) != set(params.variant_names):
             return None
-        return {"uri": uri, "parent_run_id": parent, "child_run_ids": child_ids, "complete": True}
+        return {"uri": uri, "experiment_id": exp.experiment_id, "parent_run_id": parent,
+                "child_run_ids": child_ids, "complete": True}
 
     def finish(self, variant: str | None, ok: bool, reason: str | None = None) -> None:
         run_id = self.parent_run_id if variant is None else self.child_run_ids[variant]
@@ -428,6 +429,9 @@ class _FinalSample:
     def finish(self) -> None:
         m = self.monitor
         try:
+            m._shutdown_event.set()  # stop its sampling thread first: both would touch its buffers
+            if m._process is not None:
+                m._process.join()
             m.collect_metrics()
             m.publish_metrics(m.aggregate_metrics())
         except Exception as e:  # a view of the run: never fails it
@@ -490,7 +494,8 @@ def log_generator_model(tracker: "Tracker", run_id: str, checkpoint: Path, ckpt:
     from mlflow.models import Model, ModelSignature
     from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
-    from gan_models.plugins import loaded
+    from gan_models.registry import plugins_using
+    from tasks.stages import names_in
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     here = Path(__file__).resolve().parent
@@ -500,9 +505,11 @@ def log_generator_model(tracker: "Tracker", run_id: str, checkpoint: Path, ckpt:
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, z_dim))]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *shape))]),
         params=ParamSchema([ParamSpec("labels", "long", [0], shape=(-1,))]))
-    plugins = loaded()
+    # The plugins this generator's variant uses: their code ships with the model, and loading it
+    # imports them (tasks/mlflow_generator.py).
+    plugins = plugins_using(names_in(ckpt["spec"]) | {ckpt["variant"]})
     code = [str(here.parent / "gan_models")] + sorted({p.root if len(p.files) > 1 or p.files[0] == "__init__.py"
-                                                        else str(Path(p.root) / p.files[0]) for p in plugins})
+                                                        else str(Path(p.root) / p.files[0]) for p in plugins if p.files})
     # In the variant run's experiment (Model.log alone would use the process's active experiment).
     model = tracker.client.create_logged_model(tracker.experiment_id, name="generator", source_run_id=run_id,
                                                tags={"variant": ckpt["variant"], "step": str(ckpt["step"])})

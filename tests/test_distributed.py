@@ -66,7 +66,7 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     assert max(float((a["G"][k] - init[k]).abs().max()) for k in init) > 1e-3
     # Only rank 0 wrote files: one checkpoint, one history.
     files = sorted(p.name for p in (multi / "models" / "mlp" / "train").iterdir())
-    assert files == ["dynamics.png", "history.jsonl", "index.json", "run.json", "step_0000030.pt"]
+    assert files == ["curves.csv", "dynamics.png", "history.jsonl", "index.json", "run.json", "step_0000030.pt"]
 
 
 def _initial_mlp(proj):

@@ -177,6 +177,23 @@ def test_example_generator_modulates_per_class_and_starts_unmodulated(example_pl
 
 
 # -- fingerprints: a plugin's source is code of the stages that use it -----------------------------
+def test_registered_metrics_see_the_full_arrays_and_cannot_take_a_score_name():
+    """KID gets every row; the k-NN metrics their seeded 5,000-row subsets; a metric returning a
+    score another one gives (FID here) is refused rather than replacing it."""
+    from gan_models import metrics as M
+
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(5200, 4)), rng.normal(0.3, 1.0, size=(5100, 4))
+    got = M.registered_metrics(["kid", "precision_recall"], real, fake, seed=7)
+    assert (got["kid_mean"], got["kid_std"]) == M.kid(real, fake, seed=7)
+    sub = np.random.default_rng(7)
+    r, f = real[sub.choice(5200, 5000, replace=False)], fake[sub.choice(5100, 5000, replace=False)]
+    assert (got["precision"], got["recall"]) == M.precision_recall(r, f, k=3)
+    M.METRICS.register("fid_again", lambda real, fake, seed: {"fid": 0.0}, "returns a name FID has")
+    with pytest.raises(ValueError, match=r"metric 'fid_again' returns score\(s\) \['fid'\]"):
+        M.registered_metrics(["fid_again"], real[:50], fake[:50], seed=0)
+
+
 def test_plugin_source_is_in_the_fingerprint_of_the_stages_that_use_it(tmp_path, example_plugin, monkeypatch):
     from tasks.config import load_params
     from tasks.stages import dvc_yaml, plugin_hashes, stage
@@ -258,7 +275,7 @@ def test_example_plugin_installed_with_pip_runs_end_to_end(tmp_path, isolated_st
     doc["train"]["variants"] = {"film_cgan": {"generator": {"hidden": [32]}, "discriminator": {"hidden": [32]},
                                               "z_dim": 8},
                                 "mlp": TINY["train"]["variants"]["mlp"]}
-    doc["train"]["parallel"] = 1
+    doc["train"]["parallel"] = 2  # worker processes: each must load both plugins itself
     doc["plugins"] = ["gap_plugin"]
     doc["evaluate"] = {**doc["evaluate"], "metrics": ["kid", "mean_gap"]}
     doc["tracking"] = {**doc["tracking"], "system_metrics_interval": 0.5}
@@ -330,6 +347,17 @@ def test_example_plugin_installed_with_pip_runs_end_to_end(tmp_path, isolated_st
     assert list(sig.outputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 1, 8, 8]
     assert model.predict(np.zeros((3, 8), np.float32)).shape == (3, 1, 8, 8)
 
+    # compared like a built-in: `flows compare` ranks both variants with their FID from MLflow
+    proc = cli("compare", cwd=proj, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from tasks.compare import COLUMNS
+
+    fid_format = next(fmt for _, key, fmt in COLUMNS if key == "fid")
+    rows = {t[1]: t for t in (line.split() for line in proc.stdout.splitlines()) if t[1:2] in (["film_cgan"], ["mlp"])}
+    assert sorted(rows) == ["film_cgan", "mlp"], proc.stdout
+    for v, run in (("film_cgan", film), ("mlp", mlp)):
+        assert format(run.data.metrics["fid"], fid_format) in rows[v], (rows[v], run.data.metrics["fid"])
+
     # DVC: plots show what the stages wrote; nothing to do after the flow recorded dvc.lock.
     plots = _dvc(proj, env, "plots", "show", "--json")
     assert plots.returncode == 0, plots.stderr[-3000:]
@@ -340,12 +368,12 @@ def test_example_plugin_installed_with_pip_runs_end_to_end(tmp_path, isolated_st
     for field, key in (("loss_D", "loss/D"), ("D_fake", "D/fake"), ("grad_norm_G", "grad_norm/G")):
         got = sorted((int(r["step"]), float(r[field])) for r in series if r["field"] == field)
         assert got == [(h["step"], pytest.approx(h[key], rel=1e-12)) for h in history], field
-    fid_rows = _plot_rows(shown, "held-out FID of every variant over training")
+    fid_rows = _plot_rows(shown, "held-out selection score of every variant over training")
     expected = set()
     for v in ("film_cgan", "mlp"):
         sel = json.loads((proj / "models" / v / "selected" / "selection.json").read_text())
         expected |= {(f"{v}/selected/scores.csv", c["step"], round(c["scores"]["fid"], 9)) for c in sel["candidates"]}
-    got = {(r["filename"], int(r["step"]), round(float(r["fid"]), 9)) for r in fid_rows}
+    got = {(r["filename"], int(r["step"]), round(float(r["score"]), 9)) for r in fid_rows}
     assert got == expected and len(fid_rows) == 4  # two checkpoints of each variant, side by side
 
     proc = _dvc(proj, env, "repro")
