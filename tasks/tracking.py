@@ -411,7 +411,7 @@ def mlflow_dataset(prepared: dict[str, Any]):
 
     shape = [-1, *prepared["shape"]]
     schema = {"mlflow_tensorspec": {"features": json.dumps([{"type": "tensor", "tensor-spec": {
-        "dtype": "float32" if prepared["kind"] == "image" else "float64", "shape": shape}}]),
+        "dtype": "uint8" if prepared["kind"] == "image" else "float32", "shape": shape}}]),  # as stored
         "targets": json.dumps([{"type": "tensor", "tensor-spec": {"dtype": "int64", "shape": [-1]}}])}}
     profile = {"content_hash": prepared["content_hash"], **{f"num_{k}": v for k, v in prepared["counts"].items()}}
     source = {"uri": str(Path(prepared["path"]).resolve()), "dataset": prepared["dataset"]}

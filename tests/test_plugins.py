@@ -326,6 +326,12 @@ def test_example_plugin_installed_with_pip_runs_end_to_end(tmp_path, isolated_st
         [ds] = run.inputs.dataset_inputs
         assert ds.dataset.digest == manifest["content_hash"][:36] and ds.dataset.name == "digits"
         assert json.loads(ds.dataset.profile)["num_train"] == manifest["counts"]["train"]
+        arrays = np.load(proj / "data" / "prepared" / "train.npz")
+        spec = json.loads(ds.dataset.schema)["mlflow_tensorspec"]
+        for part, key in (("features", "x"), ("targets", "y")):
+            [tensor] = json.loads(spec[part])
+            assert tensor["tensor-spec"]["dtype"] == str(arrays[key].dtype), (part, tensor)
+        assert json.loads(spec["features"])[0]["tensor-spec"]["shape"] == [-1, *arrays["x"].shape[1:]]
         assert any(k.startswith("system/cpu_utilization") for k in run.data.metrics), sorted(run.data.metrics)
         # MLflow names logged images <key>+step+<step>+timestamp+...png
         images = [re.match(r"images/(\w+)\+step\+(\d+)\+.*\.png$", a.path)
