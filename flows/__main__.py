@@ -316,21 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     from tasks.config import ConfigError
     from tasks.tracking import TrackingError
 
+    # Commands that print their own result and return the exit code; the stages print JSON.
+    own = {"variants": _list_variants, "datasets": _list_datasets, "dvc-yaml": _dvc_yaml, "compare": _compare,
+           "rerun": _rerun, "ui": _ui, "serve": _serve}
     try:
-        if args.command == "variants":
-            return _list_variants(args)
-        if args.command == "datasets":
-            return _list_datasets(args)
-        if args.command == "dvc-yaml":
-            return _dvc_yaml(args)
-        if args.command == "compare":
-            return _compare(args)
-        if args.command == "rerun":
-            return _rerun(args)
-        if args.command == "ui":
-            return _ui(args)
-        if args.command == "serve":
-            return _serve(args)
+        if args.command in own:
+            return own[args.command](args)
         if args.command == "run":
             _print_summary(_run_flow(args))
         else:

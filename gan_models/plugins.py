@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from .registry import LOADED_PLUGINS, Registry, plugins_using, registering_as
+from .checkpoint import sha256_file
+from .registry import LOADED_PLUGINS, Registry, registering_as
 
 ENTRY_POINT_GROUP = "gan_pipeline.plugins"
 
@@ -74,7 +75,7 @@ class Plugin:
     def code_hashes(self) -> dict[str, str]:
         """``plugin:<name>/<file>`` -> SHA-256 of each source file, independent of where the plugin
         is installed (a moved virtual environment does not change it)."""
-        return {f"plugin:{self.name}/{f}": _sha256(Path(self.root) / f) for f in self.files}
+        return {f"plugin:{self.name}/{f}": sha256_file(Path(self.root) / f) for f in self.files}
 
     def code_sha256(self) -> str:
         h = hashlib.sha256()
@@ -85,14 +86,6 @@ class Plugin:
     def describe(self) -> str:
         pkg = f"{self.distribution}=={self.version}" if self.distribution else "not an installed package"
         return f"{self.name} ({self.origin}: {self.target}; {pkg})"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 _LOADED: dict[str, Plugin] = LOADED_PLUGINS  # by plugin name: a module is imported (and registers) once per process
@@ -179,4 +172,3 @@ def load_plugins(modules: Iterable[str] = (), entry_points: bool = True) -> list
     return loaded()
 
 
-used_by = plugins_using  # the loaded plugins that registered any of the given names
