@@ -4,6 +4,8 @@ Uses the prepared default data (runs the prepare stage first if needed):
   * FID / KID / precision / recall between two disjoint halves of the real training split
     (should be near 0 / near 1) against a blurred copy and a collapsed (one-class) set;
   * IS of real data (should be near the number of classes) and of the one-class set (near 1);
+  * the diversity of each set (mean pairwise clfpips: the LPIPS construction on the classifier,
+    uncalibrated) as a ratio to that of real half A (near 1 for real data, well below for a collapsed set);
   * images per second through each extractor at a few batch sizes (Inception with random
     weights: the speed does not depend on the values).
 
@@ -60,8 +62,13 @@ def main():
     sets = {"real half B (disjoint)": b, "blurred half B (sigma 1)": blur(b),
             "one class (all 1s of the train split)": x[y == 1]}
     print(f"Metrics on {prep.manifest['dataset']} ({ext.name} features), reference: real half A ({half} images)\n")
-    print("| compared set | n | FID | KID | precision | recall | IS |")
-    print("|---|---|---|---|---|---|---|")
+    from gan_models.perceptual import classifier_pips, mean_pairwise
+
+    dist = classifier_pips(Layout().prepared / "classifier.pt")
+    pairs = 500 if args.quick else 2000
+    div_a = mean_pairwise(dist, a, pairs, seed=0)
+    print("| compared set | n | FID | KID | precision | recall | IS | clfpips diversity (ratio to real) |")
+    print("|---|---|---|---|---|---|---|---|")
     ref = M.reference_stats(fa)
     mean_is, _ = M.inception_score(la, splits=10)
     for name, s in sets.items():
@@ -69,8 +76,10 @@ def main():
         kid_m, _ = M.kid(fa, f, n_subsets=20 if args.quick else 100)
         p, r = M.precision_recall(fa, f)
         is_m, _ = M.inception_score(lg, splits=10)
-        print(f"| {name} | {len(s)} | {M.fid(ref, f):.2f} | {kid_m:.4f} | {p:.3f} | {r:.3f} | {is_m:.2f} |")
-    print(f"\nIS of real half A: {mean_is:.2f} (10 classes)\n")
+        div = mean_pairwise(dist, s, pairs, seed=0)
+        print(f"| {name} | {len(s)} | {M.fid(ref, f):.2f} | {kid_m:.4f} | {p:.3f} | {r:.3f} | {is_m:.2f} | "
+              f"{div:.4f} ({div / div_a:.2f}) |")
+    print(f"\nIS of real half A: {mean_is:.2f} (10 classes); its clfpips diversity {div_a:.4f} ({pairs} pairs)\n")
 
     print("Extractor throughput on this CPU (images/s, 28x28 grey input)\n")
     print("| extractor | batch size | images/s |")
@@ -99,6 +108,23 @@ def main():
             t = time.perf_counter()
             inc(imgs)
             print(f"| inception (299x299) | {bs} | {n / (time.perf_counter() - t):,.1f} |")
+    print("\nPerceptual distance throughput (image pairs/s, 28x28 grey input; LPIPS-AlexNet with random "
+          "backbone weights, resized to 64x64)\n")
+    print("| distance | pairs/s |")
+    print("|---|---|")
+    from gan_models.perceptual import BACKBONES, lpips
+
+    with tempfile.TemporaryDirectory() as d:
+        import torchvision
+
+        w = Path(d) / BACKBONES["alex"][1]
+        torch.save(torchvision.models.alexnet(weights=None).state_dict(), w)
+        pa, pb = data[:1000], data[1000:2000]
+        for name, fn in (("clfpips (classifier, uncalibrated)", dist), ("lpips-alex", lpips("alex", w))):
+            fn(pa[:100], pb[:100])  # warm-up
+            t = time.perf_counter()
+            fn(pa, pb)
+            print(f"| {name} | {len(pa) / (time.perf_counter() - t):,.0f} |")
 
 
 if __name__ == "__main__":

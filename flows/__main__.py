@@ -10,6 +10,7 @@
   compare                 table + plot of the variants of the latest run, from MLflow -> reports/
   rerun    RUN_ID         redo a past MLflow run exactly and check that it matches
   serve    --cron EXPR    serve the pipeline as a Prefect deployment on a schedule
+  human-eval --variant V  people judge real vs generated images in a browser -> HYPE∞ (tasks/human_eval.py)
   variants                list the registered variants
   datasets                list the data sets
   dvc-yaml                write dvc.yaml from the stage table (tasks/stages.py)
@@ -278,6 +279,96 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _human_scores(params, uri: str, variant: str, layout) -> int:
+    """Score the stored answers -> metrics/human/<variant>.json, then log them to the variant's
+    MLflow run (the one tagged with the study's checkpoint); a missing run or store is reported,
+    the file is written anyway."""
+    from tasks import human_eval as H
+    from tasks.tracking import TrackingError, log_to_run, variant_run
+
+    record = H.write_scores(layout, variant)
+    path = H.scores_file(layout, variant)
+    if not record["n_answers"]:
+        print(f"{variant}: no answers yet in {H.study_dir(layout, variant) / H.ANSWERS}")
+    else:
+        ci = record["hype_inf_ci"]
+        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+        print(f"{variant}: HYPE∞ {record['hype_inf']:.3f} (95% CI {fmt(ci[0] if ci else None)}-"
+              f"{fmt(ci[1] if ci else None)}; 0.5 = indistinguishable), generated judged real "
+              f"{fmt(record['fake_error'])}, real judged fake {fmt(record['real_error'])}; {record['n_answers']} "
+              f"answers from {record['n_evaluators']} evaluators ({record['n_complete']} complete)")
+    print(f"written: {path}")
+    sha = record["checkpoint_sha256"]
+    if not params.tracking.enabled:
+        print("MLflow: not logged (tracking.enabled is false)")
+        return 0
+    try:
+        run = variant_run(uri, params.tracking.experiment, variant, sha)
+        if run is None:
+            print(f"MLflow: not logged: no run of variant {variant!r} with checkpoint_sha256 {sha[:12]}... in "
+                  f"experiment {params.tracking.experiment!r} of {uri} (`python -m flows run` logs one); "
+                  f"the scores are in {path} only", file=sys.stderr)
+            return 0
+        log_to_run(uri, run.info.run_id, H.mlflow_metrics(record), step=record["n_answers"], artifact=path,
+                   artifact_path="human")
+    except TrackingError as e:
+        print(f"MLflow: not logged: {e}", file=sys.stderr)
+        return 0
+    print(f"MLflow: human/hype_inf and the other human/* metrics logged to run {run.info.run_id} ({variant}) in {uri}")
+    return 0
+
+
+def _human_eval(args: argparse.Namespace) -> int:
+    """Serve the variant's study until Ctrl-C / SIGTERM, then score it; --score only scores."""
+    import signal
+
+    from tasks import human_eval as H
+    from tasks.common import Layout
+    from tasks.config import ConfigError, load_params
+    from tasks.tracking import tracking_uri
+
+    params = load_params(args.params, args.overrides)
+    uri = args.tracking_uri or tracking_uri(params)
+    layout = Layout()
+    folder = H.study_dir(layout, args.variant)
+    if args.variant not in params.variant_names and not (folder / H.STUDY).exists():
+        raise ConfigError(f"--variant {args.variant!r} is not in train.variants; configured: "
+                          f"{', '.join(params.variant_names)}")
+    if args.score:
+        return _human_scores(params, uri, args.variant, layout)
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be in 0..65535, got {args.port}")
+    H.selected_sha256(layout, args.variant)  # no selected checkpoint: say which command to run, first
+    server = H.make_server(args.host, args.port)  # a port in use fails now, before a study is made
+    try:
+        with H.serving_lock(folder):
+            H.open_study(layout, args.variant, args.n, args.seed, params.seed)
+            server.study = study = H.Study(folder)
+            rec = study.record
+            answered = sum(len(a) for a in study.answers.values())
+            host, port = server.server_address[:2]
+            shown = "127.0.0.1" if host == "0.0.0.0" else host
+            print(f"Human evaluation of {args.variant} (checkpoint step {rec.get('step')}): {rec['n']} images, "
+                  f"{rec['n_real']} real + {rec['n_fake']} generated; study {folder}/ ({len(study.orders)} sessions, "
+                  f"{answered} answers so far)", flush=True)
+            print(f"open http://{shown}:{port}/  (listening on {host}; Ctrl-C stops and scores)", flush=True)
+
+            def stop(signum, frame):
+                raise KeyboardInterrupt
+            previous = signal.signal(signal.SIGTERM, stop)
+            try:
+                server.serve_forever()
+            except KeyboardInterrupt:
+                pass
+            finally:
+                signal.signal(signal.SIGTERM, previous)
+                server.server_close()  # waits for the requests in flight
+    finally:
+        server.server_close()
+    print("stopped; scoring the answers", flush=True)
+    return _human_scores(params, uri, args.variant, layout)
+
+
 def _print_summary(result: dict[str, Any]) -> None:
     if result.get("skipped"):
         print(f"Pipeline: {result['skipped']}.")
@@ -288,8 +379,9 @@ def _print_summary(result: dict[str, Any]) -> None:
             print(f"  {v:<14} FAILED: {result['failed'][v]}")
             continue
         m = stages.get("evaluate", {})
-        keys = [k for k in ("fid", "is_mean", "classes_covered", "confident_fraction", "modes_covered",
-                            "high_quality_fraction", "reverse_kl") if k in m]
+        keys = [k for k in ("fid", "is_mean", "classes_covered", "confident_fraction", "clfpips_diversity_ratio",
+                            "lpips_alex_diversity_ratio", "modes_covered", "high_quality_fraction", "reverse_kl")
+                if k in m]
         shown = ", ".join(f"{k}={m[k]:.4g}" for k in keys)
         print(f"  {v:<14} step {m.get('step', '?')}: {shown}  ({m.get('extractor', '')} features)")
         print(f"  {'':<14} samples: samples/{v}/   metrics: metrics/{v}.json")
@@ -318,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Commands that print their own result and return the exit code; the stages print JSON.
     own = {"variants": _list_variants, "datasets": _list_datasets, "dvc-yaml": _dvc_yaml, "compare": _compare,
-           "rerun": _rerun, "ui": _ui, "serve": _serve}
+           "rerun": _rerun, "ui": _ui, "serve": _serve, "human-eval": _human_eval}
     try:
         if args.command in own:
             return own[args.command](args)

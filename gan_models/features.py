@@ -107,11 +107,9 @@ def perceptual_network(kind: str, prepared_dir: Path, vgg_weights: str | None = 
     elif kind == "vgg16":
         import torchvision
 
-        name = "vgg16-397923af.pth"
-        path = Path(vgg_weights) if vgg_weights else Path(torch.hub.get_dir()) / "checkpoints" / name
-        if not path.is_file():
-            raise FileNotFoundError(f"VGG16 weights not found at {path}: put torchvision's {name} there "
-                                    "(or use tricks.perceptual_net: classifier)")
+        from .perceptual import hub_weights
+
+        path = hub_weights("vgg16-397923af.pth", vgg_weights, "VGG16 (tricks.perceptual_net: vgg16; or use classifier)")
         vgg = torchvision.models.vgg16(weights=None)
         vgg.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         body = vgg.features[:16].eval()  # up to relu3_3

@@ -15,7 +15,11 @@ from gan_models.images import series_png
 # (column, metric key, format); a column shows only when some run has the metric.
 COLUMNS = [("FID", "fid", ".4g"), ("modes", "modes_covered", ".3g"), ("HQ %", "high_quality_fraction", ".1%"),
            ("IS", "is_mean", ".3g"), ("KID", "kid_mean", ".4g"), ("precision", "precision", ".3f"),
-           ("recall", "recall", ".3f"), ("coverage", "coverage", ".3f"), ("classes", "classes_covered", ".0f"),
+           ("recall", "recall", ".3f"), ("coverage", "coverage", ".3f"),
+           # diversity of the samples over that of real images (mean pairwise distance; < 1: less varied)
+           ("diversity (clfpips)", "clfpips_diversity_ratio", ".2f"),
+           ("diversity (LPIPS-alex)", "lpips_alex_diversity_ratio", ".2f"),
+           ("diversity (LPIPS-vgg)", "lpips_vgg_diversity_ratio", ".2f"), ("classes", "classes_covered", ".0f"),
            ("confident", "confident_fraction", ".1%"), ("samples", "n_samples", ".0f"),
            ("selected step", "selected_step", ".0f")]
 

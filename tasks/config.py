@@ -85,12 +85,23 @@ class SelectConfig(_Section):
     seed: int = 1234  # noise seed, the same for every candidate
 
 
+class DiversityConfig(_Section):
+    """Mean pairwise perceptual distance among samples, generated and real (gan_models.perceptual)."""
+
+    # auto: clfpips (the classifier, uncalibrated) when the data has a classifier, else none;
+    # alex / vgg: LPIPS with torchvision's backbone from `weights` or torch hub's checkpoints folder
+    net: Literal["auto", "classifier", "alex", "vgg", "none"] = "auto"
+    weights: str | None = None  # alex / vgg: path of alexnet-owt-7be5be79.pth / vgg16-397923af.pth
+    n_pairs: int = Field(2000, ge=10)  # random pairs (per class too, for conditional variants)
+
+
 class EvaluateConfig(_Section):
     n_samples: int = Field(5000, ge=10)  # generated samples for the final metrics
     is_splits: int = Field(10, ge=1)  # Inception-score splits
     seed: int = 4321
     # Feature-set metrics beside FID/IS (`python -m flows variants` lists them; plugins add more)
     metrics: list[str] = ["kid", "precision_recall", "density_coverage"]
+    diversity: DiversityConfig = DiversityConfig()
 
     @field_validator("metrics")
     @classmethod

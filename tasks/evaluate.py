@@ -2,7 +2,8 @@
 
 Images: FID against the training split's cached feature statistics, Inception score and the
 class-histogram mode metrics from the feature classifier, KID, precision/recall (k=3) and
-density/coverage (k=5) on the same features.  2D mixtures: modes covered, share of high-quality
+density/coverage (k=5) on the same features, and the diversity of the samples (mean pairwise
+perceptual distance, ``evaluate.diversity``) beside that of the real training images.  2D mixtures: modes covered, share of high-quality
 samples, reverse KL, and FID, KID, precision/recall, density/coverage on the points.  Every
 value comes with ``n_samples`` and ``extractor`` in ``metrics/<variant>.json``.
 """
@@ -14,10 +15,11 @@ import logging
 from typing import Any
 
 from gan_models import checkpoint as ck
-from gan_models.training import sample
+from gan_models.perceptual import distance_for, diversity_scores
+from gan_models.training import balanced_labels, sample
 from gan_models.variants import generator_from_checkpoint
 
-from .common import Layout, MissingInputError, configure_threads, load_prepared, up_to_date, write_record
+from .common import Layout, MissingInputError, Prepared, configure_threads, load_prepared, up_to_date, write_record
 from .config import Params
 from .stages import stage_fingerprint
 from .scoring import Scorer
@@ -51,14 +53,47 @@ def evaluate(params: Params, variant: str, layout: Layout = Layout()) -> dict[st
         return json.loads(out.read_text())
     G, z_dim = generator_from_checkpoint(ckpt)
     scorer = Scorer.load(layout, prep, "train")
-    scores = scorer.score(sample(G, cfg.n_samples, z_dim, cfg.seed), is_splits=cfg.is_splits, extended=tuple(cfg.metrics),
-                          seed=cfg.seed)
+    fake = sample(G, cfg.n_samples, z_dim, cfg.seed)
+    scores = scorer.score(fake, is_splits=cfg.is_splits, extended=tuple(cfg.metrics), seed=cfg.seed)
+    n_classes = getattr(G, "n_classes", 0)
+    div, div_info = diversity(params, layout, prep, fake, balanced_labels(len(fake), n_classes))
+    scores.update(div)
     # One code hash, not the file map: DVC shows every key of a metrics file as a column.
     record = {"fingerprint": fp.value, "code_sha256": fp.code_sha256, "variant": variant, "step": int(ckpt["step"]), **scores,
               "n_samples": cfg.n_samples, "reference": f"{prep.manifest['dataset']}:train "
               f"({prep.manifest['counts']['train']} samples)", "extractor": scorer.extractor_name,
               "extractor_note": (prep.manifest.get("extractor") or {}).get("note", "2D points: metrics on raw coordinates"),
-              "selection_metric": selection["metric"]}
+              "selection_metric": selection["metric"], **div_info}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_record(out, record, [])
     return json.loads(out.read_text())
+
+
+def diversity_net(params: Params, layout: Layout) -> str:
+    """The network ``evaluate.diversity.net`` resolves to: classifier, alex, vgg or none."""
+    net = params.evaluate.diversity.net
+    if net == "auto":
+        return "classifier" if (layout.prepared / "classifier.pt").exists() else "none"
+    return net
+
+
+def diversity(params: Params, layout: Layout, prep: Prepared, fake, fake_labels) -> tuple[dict, dict]:
+    """Diversity scores of the generated images against the real training images (per class too
+    for a conditional generator), and what computed them (for the record)."""
+    cfg = params.evaluate.diversity
+    net = diversity_net(params, layout)
+    if net == "none" or prep.info.kind != "image":
+        return {}, {}
+    try:
+        dist = distance_for(net, layout.prepared, cfg.weights)
+    except FileNotFoundError as e:
+        raise MissingInputError(str(e)) from None
+    labelled = fake_labels is not None and prep.manifest.get("labelled")
+    scores = diversity_scores(dist, fake, prep.train_x, cfg.n_pairs, params.evaluate.seed,
+                              fake_labels.numpy() if labelled else None, prep.train_y if labelled else None)
+    note = ("LPIPS construction on the data set's classifier, uncalibrated (equal channel weights): not LPIPS"
+            if net == "classifier" else f"LPIPS v0.1 ({dist.name}, calibrated linear layers of the lpips package)")
+    return scores, {"diversity_distance": dist.name, "diversity_note": note, "diversity_pairs": cfg.n_pairs,
+                    "diversity_reference": "train",
+                    # one string, not a map: DVC shows every key of a metrics file as a column
+                    "diversity_weights": ", ".join(f"{k} sha256:{v}" for k, v in dist.files.items())}

@@ -272,9 +272,9 @@ def inputs(st: Stage, params: Any, variant: str | None, layout: Layout) -> dict[
             if net == "classifier":
                 out["perceptual"] = _prepared_inputs(layout, "all")["prepared_files"].get("classifier.pt")
             else:
-                import torch
+                from gan_models.perceptual import weights_path
 
-                w = Path(torch.hub.get_dir()) / "checkpoints" / "vgg16-397923af.pth"
+                w = weights_path("vgg16-397923af.pth")
                 out["perceptual"] = sha256_file(w) if w.is_file() else None
         return out
     if st.name == "select":
@@ -283,7 +283,14 @@ def inputs(st: Stage, params: Any, variant: str | None, layout: Layout) -> dict[
     sel = verified_outputs(layout.selected_dir(v) / "selection.json", f"select --variant {v}")
     picked = {"best_sha256": sel["best_sha256"], "metric": sel["metric"]}
     if st.name == "evaluate":
-        return {**_prepared_inputs(layout, "all"), "selected": picked}
+        out = {**_prepared_inputs(layout, "all"), "selected": picked}
+        div = params.evaluate.diversity
+        if div.net in ("alex", "vgg"):  # files outside the project: their content, not their path
+            from gan_models.perceptual import BACKBONES, lpips_linear_file, weights_path
+
+            w, lin = weights_path(BACKBONES[div.net][1], div.weights), lpips_linear_file(div.net)
+            out["diversity_weights"] = [sha256_file(f) if f.is_file() else None for f in (w, lin)]
+        return out
     return {**_prepared_inputs(layout, "data"), "selected": picked}  # export
 
 
