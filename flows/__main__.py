@@ -296,7 +296,8 @@ def _human_scores(params, uri: str, variant: str, layout) -> int:
         print(f"{variant}: HYPE∞ {record['hype_inf']:.3f} (95% CI {fmt(ci[0] if ci else None)}-"
               f"{fmt(ci[1] if ci else None)}; 0.5 = indistinguishable), generated judged real "
               f"{fmt(record['fake_error'])}, real judged fake {fmt(record['real_error'])}; {record['n_answers']} "
-              f"answers from {record['n_evaluators']} evaluators ({record['n_complete']} complete)")
+              f"answers from {record['n_evaluators']} evaluator{'s' * (record['n_evaluators'] != 1)} "
+              f"({record['n_complete']} complete)")
     print(f"written: {path}")
     sha = record["checkpoint_sha256"]
     if not params.tracking.enabled:

@@ -12,6 +12,7 @@ EPILOG = """examples:
   python -m flows compare                               # best variant first, reports/compare.md
   python -m flows rerun 3f2c...                         # redo an MLflow run, compare hashes and metrics
   python -m flows serve --cron "0 3 * * *"              # nightly runs through Prefect
+  python -m flows human-eval --variant dcgan            # real or fake? in the browser -> HYPE∞
   python -m flows variants
 """
 
@@ -84,6 +85,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 exposes the store)")
     common_options(p, store=True)
+    p = sub.add_parser("human-eval", help="people judge real vs generated images in a browser -> HYPE∞",
+                       description="Serve a page that shows a study of the variant's selected checkpoint one image "
+                       "at a time (half real held-out images, half generated, shuffled with --seed) and asks "
+                       "'real or fake?' (buttons or the R / F keys).  Answers are stored as they arrive in "
+                       "human_eval/<variant>/answers.jsonl; a reload resumes the evaluator's session.  Listens "
+                       "on 127.0.0.1 unless --host says otherwise.  On Ctrl-C (or SIGTERM), and with --score "
+                       "without serving, the answers are scored: HYPE∞ (the evaluators' error rate; 0.5 = "
+                       "indistinguishable) with a two-way bootstrap 95% interval -> metrics/human/<variant>.json "
+                       "and the variant's MLflow run (human/hype_inf, ...).  The study is reused across restarts "
+                       "while the selected checkpoint stays the same.")
+    p.add_argument("--n", type=int, default=None,
+                   help="images in a new study, half real, half generated (default: 100); an existing study keeps its own")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of a new study: which real images, the generator's noise, the order (default: seed "
+                   "of the settings); an existing study keeps its own")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: any free port)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 lets others in "
+                   "your network take part)")
+    p.add_argument("--score", action="store_true",
+                   help="do not serve: score the stored answers -> metrics/human/<variant>.json and MLflow")
+    common_options(p, variant=True, store=True)
     p = sub.add_parser("rerun", help="redo a past MLflow run exactly and compare hashes and metrics",
                        description="Rebuild the configuration recorded with an MLflow run (a pipeline run or one "
                        "variant's run): its resolved settings, seed and thread count, with the code at its "

@@ -584,3 +584,40 @@ def register_best(tracker: Tracker, name: str, selections: dict[str, dict[str, A
         return promote_if_better(client, name, mv.version, basis, ranked[best])
 
     return tracker._guard("registering the best generator", go)
+
+
+def variant_run(uri: str, experiment: str, variant: str, checkpoint_sha256: str):
+    """The newest MLflow run of ``experiment`` tagged ``variant == variant`` and
+    ``checkpoint_sha256 == checkpoint_sha256`` (the variant run of the pipeline run that selected
+    that checkpoint), or None; TrackingError when the store cannot be read."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    try:
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            return None
+        # the hash is hex (safe in a filter); the variant name is compared here, not quoted into one
+        runs = client.search_runs([exp.experiment_id], f"tags.checkpoint_sha256 = '{checkpoint_sha256}'",
+                                  order_by=["attributes.start_time DESC"], max_results=100)
+    except Exception as e:
+        raise TrackingError(_unreachable(uri, e)) from None
+    return next((r for r in runs if r.data.tags.get("variant") == variant), None)
+
+
+def log_to_run(uri: str, run_id: str, metrics: dict[str, float], step: int, artifact: Path | None = None,
+               artifact_path: str | None = None) -> None:
+    """Log ``metrics`` at ``step`` (and one artifact file) to an existing run, finished or not."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    ts = int(time.time() * 1000)
+    try:
+        client.log_batch(run_id, metrics=[Metric(k, float(v), ts, step) for k, v in metrics.items()])
+        if artifact is not None:
+            client.log_artifact(run_id, str(artifact), artifact_path)
+    except Exception as e:
+        raise TrackingError(_unreachable(uri, e)) from None

@@ -26,7 +26,7 @@ def _imported(package: str) -> dict[str, set[str]]:
 
 
 def test_the_core_imports_no_orchestration_tracking_or_stage_code():
-    allowed = {"torch", "torchvision", "numpy", "scipy", "PIL", "matplotlib", "tqdm", "sklearn", "mlxtend",
+    allowed = {"torch", "torchvision", "numpy", "scipy", "PIL", "matplotlib", "tqdm", "sklearn", "mlxtend", "lpips",
                "gan_models", "__future__"}
     for path, names in _imported("gan_models").items():
         third_party = {n for n in names if n not in __import__("sys").stdlib_module_names}
