@@ -20,7 +20,9 @@ COLUMNS = [("FID", "fid", ".4g"), ("modes", "modes_covered", ".3g"), ("HQ %", "h
            ("diversity (clfpips)", "clfpips_diversity_ratio", ".2f"),
            ("diversity (LPIPS-alex)", "lpips_alex_diversity_ratio", ".2f"),
            ("diversity (LPIPS-vgg)", "lpips_vgg_diversity_ratio", ".2f"), ("classes", "classes_covered", ".0f"),
-           ("confident", "confident_fraction", ".1%"), ("samples", "n_samples", ".0f"),
+           ("confident", "confident_fraction", ".1%"),
+           ("HYPE∞ (human)", "human/hype_inf", ".2f"),  # python -m flows human-eval: 0.5 = indistinguishable
+           ("samples", "n_samples", ".0f"),
            ("selected step", "selected_step", ".0f")]
 
 
