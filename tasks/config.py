@@ -300,9 +300,18 @@ def _check_images(root: Path) -> int:
 
 
 def check_inputs(params: Params) -> None:
-    """What can be known before any work: the device exists, data folders exist, the training
-    split is at least one batch."""
+    """What can be known before any work: the device exists, data folders and weight files exist,
+    the training split is at least one batch."""
     _check_device(params.train.device)
+    div = params.evaluate.diversity
+    if div.net in ("alex", "vgg"):
+        from gan_models.perceptual import BACKBONES, weights_path
+
+        w = weights_path(BACKBONES[div.net][1], div.weights)
+        if not w.is_file():
+            raise ConfigError(f"evaluate.diversity.net: {div.net} needs torchvision's {w.name} at {w} (nothing is "
+                              "downloaded); put it there, set evaluate.diversity.weights to its path, or use "
+                              "net: classifier")
     prep = params.prepare
     if prep.dataset == "folder" or prep.dataset in ("mnist", "fashion_mnist", "cifar10"):
         if prep.root is None:

@@ -226,3 +226,15 @@ def test_evaluate_records_the_diversity_and_a_conditional_variant_per_class(proj
     labels = balanced_labels(200, 10).numpy()
     assert {"clfpips_diversity_class", "clfpips_diversity_class_real", "clfpips_diversity_class_ratio"} <= set(m)
     assert 0 < m["clfpips_diversity_class"] < m["clfpips_diversity"] * 1.5 and len(set(labels)) == 10
+
+
+def test_lpips_without_its_backbone_file_is_refused_before_any_work(project, tmp_path):
+    from conftest import cli
+
+    env = {"TORCH_HOME": str(tmp_path / "empty-torch-home")}
+    r = cli("check", "--set", "evaluate.diversity.net=alex", cwd=project, env=env)
+    assert r.returncode == 2, r.stderr
+    assert "alexnet-owt-7be5be79.pth" in r.stderr and str(tmp_path / "empty-torch-home") in r.stderr
+    assert not (project / "data").exists()
+    _random_backbone("alex", tmp_path / "empty-torch-home")
+    assert cli("check", "--set", "evaluate.diversity.net=alex", cwd=project, env=env).returncode == 0
