@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ["fid_speed", "eval_sanity", "train_throughput", "speedups", "scaling", "orchestration",
-              "mode_collapse"]
+              "mode_collapse", "translation"]
 # Arguments of the full (not --quick) run where a benchmark's own defaults would take longer.
 FULL_ARGS = {"mode_collapse": ["--variants", "mlp,pacgan"]}
 

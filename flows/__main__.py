@@ -76,6 +76,7 @@ def _list_variants(args: argparse.Namespace) -> int:
     for e in V.VARIANTS:
         print(_entry_line(e))
     for title, reg in (("Generator architectures (generator.arch)", V.GENERATORS),
+                       ("Translation generators (generator.arch with loss pix2pix or cyclegan)", V.TRANSLATORS),
                        ("Discriminator architectures (discriminator.arch)", V.DISCRIMINATORS),
                        ("Losses (loss.name)", V.LOSSES),
                        ("Augmentation policies (tricks.augment)", AUGMENTATIONS),
@@ -380,7 +381,8 @@ def _print_summary(result: dict[str, Any]) -> None:
             print(f"  {v:<14} FAILED: {result['failed'][v]}")
             continue
         m = stages.get("evaluate", {})
-        keys = [k for k in ("fid", "is_mean", "classes_covered", "confident_fraction", "clfpips_diversity_ratio",
+        keys = [k for k in ("l1", "psnr", "ssim", "label_preservation", "cycle_l1_aba", "fid", "is_mean",
+                            "classes_covered", "confident_fraction", "clfpips_diversity_ratio",
                             "lpips_alex_diversity_ratio", "modes_covered", "high_quality_fraction", "reverse_kl")
                 if k in m]
         shown = ", ".join(f"{k}={m[k]:.4g}" for k in keys)

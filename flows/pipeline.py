@@ -65,7 +65,12 @@ def pipeline(params_file: str = "params.yaml", overrides: list[str] | None = Non
             tracker.finish(None, ok=False, reason=f"{type(e).__name__}: {e}")
         raise
     if tracker is not None and params.tracking.registered_model:
-        selections = {v: r["select"] for v, r in result["variants"].items() if "select" in r}
+        # Generators from noise only: a translation model takes images (another signature), and its
+        # selection metric (L1 to the ground truth) does not rank against FID.
+        from gan_models.variants import translation_task
+
+        selections = {v: r["select"] for v, r in result["variants"].items()
+                      if "select" in r and translation_task(params.variant_spec(v)) is None}
         result["registry"] = register_best(tracker, params.tracking.registered_model, selections,
                                            result["prepare"]["kind"], result["prepare"]["content_hash"])
     if not result["failed"]:
@@ -90,7 +95,8 @@ def pipeline(params_file: str = "params.yaml", overrides: list[str] | None = Non
 # Columns of the metrics table artifact (those a variant has), in this order.
 TABLE_KEYS = ("fid", "is_mean", "classes_covered", "confident_fraction", "kid_mean", "precision", "recall",
               "density", "coverage", "clfpips_diversity_ratio", "lpips_alex_diversity_ratio",
-              "lpips_vgg_diversity_ratio", "modes_covered", "high_quality_fraction", "reverse_kl", "fid_points")
+              "lpips_vgg_diversity_ratio", "modes_covered", "high_quality_fraction", "reverse_kl", "fid_points",
+              "l1", "psnr", "ssim", "label_preservation", "cycle_l1_aba")
 
 
 def publish_artifacts(result: dict[str, Any], params: Params, params_file: str) -> None:

@@ -185,6 +185,8 @@ def evaluate_task(params: Params, variant: str, tracker: Tracker | None, layout:
     if tracker is not None:
         tracker.log_metrics(variant, {k: v for k, v in metrics.items() if k not in ("step",)}, step=metrics["step"])
         tracker.set_tag(variant, "extractor", metrics["extractor"])
+        if metrics.get("task"):  # compare ranks translation variants apart from generation ones
+            tracker.set_tag(variant, "task", metrics["task"])
         tracker.log_artifact(variant, layout.metrics_file(variant), "metrics")
     return _tracked(metrics, tracker)
 

@@ -49,7 +49,8 @@ def registries() -> dict[str, Registry]:
     """Every registry a plugin may add to, by the kind of component it holds."""
     from . import data, features, losses, metrics, variants
 
-    return {"generator": variants.GENERATORS, "discriminator": variants.DISCRIMINATORS,
+    return {"generator": variants.GENERATORS, "translator": variants.TRANSLATORS,
+            "discriminator": variants.DISCRIMINATORS,
             "loss": variants.LOSSES, "variant": variants.VARIANTS, "augmentation": losses.AUGMENTATIONS,
             "dataset": data.DATASETS, "extractor": features.EXTRACTORS, "metric": metrics.METRICS}
 

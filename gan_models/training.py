@@ -92,7 +92,10 @@ class Trainer:
     """Holds networks, optimizers, RNG and step; ``run`` trains up to a number of steps."""
 
     def __init__(self, gan: GAN, data: torch.Tensor, *, batch_size: int, seed: int,
-                 device: str | torch.device = "cpu", labels: torch.Tensor | None = None):
+                 device: str | torch.device = "cpu", labels: torch.Tensor | None = None,
+                 source: torch.Tensor | None = None):
+        """``data``: the training images (the target domain of a translation variant);
+        ``source``: a translation variant's input images (paired: source[i] belongs to data[i])."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if data.shape[0] < batch_size:
@@ -100,6 +103,13 @@ class Trainer:
                              f"{batch_size}; lower train.batch_size")
         if gan.n_classes and labels is None:
             raise ValueError(f"variant {gan.name!r} is conditional and needs class labels")
+        self.translation = gan.loss.translation
+        if self.translation and source is None:
+            raise ValueError(f"variant {gan.name!r} translates images and needs the input domain (source)")
+        if self.translation == "paired" and source.shape[0] != data.shape[0]:
+            raise ValueError(f"paired translation needs one input per target, got {source.shape[0]} inputs "
+                             f"and {data.shape[0]} targets")
+        self.source = source if self.translation else None
         self.rank, self.world = _world()
         if batch_size % self.world:
             raise ValueError(f"the batch size {batch_size} must be a multiple of the number of processes "
@@ -128,6 +138,9 @@ class Trainer:
         self.pack = gan.loss.tricks.pack
         self.step = 0
         self._progressive: list[nn.Module] | None = None  # modules with set_progress, found on first use
+        # Constant, then linear decay to 0 over the last `lr_decay` share of the steps (CycleGAN).
+        self.lr_decay = float(gan.spec.get("lr_decay", 0.0))
+        self.base_lr = [[g["lr"] for g in opt.param_groups] for opt in (self.opt_g, self.opt_d)]
         self.rng = torch.Generator().manual_seed(seed)  # data order and noise
         # Fixed probes for the diagnostics, from their own generator so they consume nothing.
         probe = torch.Generator().manual_seed(seed + 1)
@@ -136,14 +149,22 @@ class Trainer:
         n_probe = min(64, data.shape[0])
         self.probe_real = to_model_range(data[torch.randperm(data.shape[0], generator=probe)[:n_probe]])
         self.real_diversity = _mean_pairwise_distance(self.probe_real)
+        if self.translation:  # G's probe inputs are input-domain images, not noise
+            pick = torch.randperm(self.source.shape[0], generator=probe)[:64]
+            self.probe_z = to_model_range(self.source[pick]).to(self.device).contiguous(
+                memory_format=self.memory_format)
 
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"G": self.G.state_dict(), "D": self.D.state_dict(),
-                "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                "step": self.step,
-                "rng": {"data": self.rng.get_state(), "torch": torch.get_rng_state()}}
+        state = {"G": self.G.state_dict(), "D": self.D.state_dict(),
+                 "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
+                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                 "step": self.step,
+                 "rng": {"data": self.rng.get_state(), "torch": torch.get_rng_state()}}
+        loss_state = self.loss.state_dict()
+        if loss_state:  # only where a loss keeps state (image pools): other checkpoints are unchanged
+            state["loss"] = loss_state
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.G.load_state_dict(state["G"])
@@ -152,6 +173,7 @@ class Trainer:
             self.G_ema.load_state_dict(state["G_ema"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        self.loss.load_state_dict(state.get("loss", {}))
         self.step = int(state["step"])
         self.rng.set_state(state["rng"]["data"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -171,7 +193,13 @@ class Trainer:
         real = to_model_range(self.data[idx]).to(self.device).contiguous(memory_format=self.memory_format)
         z = z.to(self.device)
         y = self.labels[idx].to(self.device) if self.labels is not None else None
-        return Batch(real, y, z, y)
+        source = None
+        if self.translation:  # paired: the targets' own inputs; unpaired: an independent draw
+            src_idx = idx if self.translation == "paired" else torch.randint(self.source.shape[0], (n,), generator=self.rng)
+            if self.world > 1 and self.translation != "paired":
+                src_idx = src_idx[self.rank * share:(self.rank + 1) * share]
+            source = to_model_range(self.source[src_idx]).to(self.device).contiguous(memory_format=self.memory_format)
+        return Batch(real, y, z, y, source)
 
     def _set_progress(self, steps: int) -> None:
         """Networks that change with training progress (progressive growing) get step / total."""
@@ -181,6 +209,12 @@ class Trainer:
         p = min(1.0, self.step / max(1, steps))
         for sub in self._progressive:
             sub.set_progress(p)
+        if self.lr_decay:
+            start = steps * (1.0 - self.lr_decay)
+            factor = 1.0 if self.step < start else max(0.0, (steps - self.step) / max(1e-12, steps - start))
+            for opt, base in zip((self.opt_g, self.opt_d), self.base_lr):
+                for group, lr in zip(opt.param_groups, base):
+                    group["lr"] = lr * factor
 
     @torch.no_grad()
     def _update_ema(self) -> None:

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import losses, networks
+from . import losses, networks, translation
 from .data import DataInfo
 from .registry import Registry, call_with_options
 
@@ -34,6 +34,10 @@ __all__ = ["DataInfo"]  # re-exported: variants are built for a DataInfo
 G_ARGS = ("z_dim", "data_shape", "out_activation", "n_classes")
 D_ARGS = ("data_shape", "n_classes", "aux_classes")
 GENERATORS: Registry[Callable[..., nn.Module]] = Registry("generator architecture", G_ARGS)
+# Image-to-image generators (the generator of a variant whose loss translates: pix2pix, CycleGAN)
+# map input images of ``source_shape`` to images of ``data_shape``.
+T_ARGS = ("source_shape", "data_shape", "out_activation")
+TRANSLATORS: Registry[Callable[..., nn.Module]] = Registry("translation generator architecture", T_ARGS)
 DISCRIMINATORS: Registry[Callable[..., nn.Module]] = Registry("discriminator architecture", D_ARGS)
 LOSSES: Registry[Callable[..., losses.GANLoss]] = Registry("loss", ())
 VARIANTS: Registry[dict[str, Any]] = Registry("variant")
@@ -45,13 +49,14 @@ TOP_LEVEL_KEYS = {
     "tricks": "loss tricks: {feature_matching, unrolled_steps, unrolled_lr, augment, aux_weight, pack}",
     "conditioning": "none, input (cGAN: G and D get the label) or auxiliary (ACGAN: D classifies)",
     "ema": "decay of an exponential moving average of G's weights used for sampling (0 = off)",
-    "z_dim": "noise dimension (int > 0)",
+    "lr_decay": "share of the steps at the end over which learning rates decay linearly to 0 (CycleGAN: 0.5; 0 = off)",
+    "z_dim": "noise dimension (int > 0; 0 for translation variants, whose input is an image)",
     "optimizer": "adam or rmsprop",
     "lr_g": "generator learning rate (> 0)",
     "lr_d": "discriminator learning rate (> 0); differs from lr_g for TTUR",
     "betas": "Adam betas [beta1, beta2], each in [0, 1)",
 }
-DEFAULTS = {"tricks": {}, "conditioning": "none", "ema": 0.0}
+DEFAULTS = {"tricks": {}, "conditioning": "none", "ema": 0.0, "lr_decay": 0.0}
 CONDITIONING = ("none", "input", "auxiliary")
 
 
@@ -69,14 +74,37 @@ def _validate_spec(name: str, spec: dict[str, Any]) -> None:
     missing = set(TOP_LEVEL_KEYS) - set(spec)
     if missing:
         raise ValueError(f"variant {name!r}: missing key(s) {sorted(missing)}")
-    for key, tag, reg in (("generator", "arch", GENERATORS), ("discriminator", "arch", DISCRIMINATORS),
-                          ("loss", "name", LOSSES)):
+    for key, tag in (("generator", "arch"), ("discriminator", "arch"), ("loss", "name")):
         part = spec[key]
         if not isinstance(part, dict) or tag not in part:
             raise ValueError(f"variant {name!r}: {key} must be a mapping with a {tag!r} key, got {part!r}")
-        reg.entry(part[tag])  # raises with the known names
-    if not isinstance(spec["z_dim"], int) or isinstance(spec["z_dim"], bool) or spec["z_dim"] < 1:
-        raise ValueError(f"variant {name!r}: z_dim must be a positive integer, got {spec['z_dim']!r}")
+    translating = translation_task(spec) is not None
+    for key, tag, reg in (("generator", "arch", TRANSLATORS if translating else GENERATORS),
+                          ("discriminator", "arch", DISCRIMINATORS), ("loss", "name", LOSSES)):
+        arch = spec[key][tag]
+        if key == "generator" and arch not in reg and arch in (GENERATORS if translating else TRANSLATORS):
+            raise ValueError(f"variant {name!r}: generator {arch!r} " + (
+                f"draws from noise, but loss {spec['loss']['name']!r} translates images; use one of "
+                f"{', '.join(TRANSLATORS.names())}" if translating else
+                f"translates images and needs a translation loss (pix2pix, cyclegan); generators from noise: "
+                f"{', '.join(GENERATORS.names())}"))
+        reg.entry(arch)  # raises with the known names
+    z = spec["z_dim"]
+    if not isinstance(z, int) or isinstance(z, bool) or z < (0 if translating else 1):
+        raise ValueError(f"variant {name!r}: z_dim must be " + ("0 (a translation generator's input is an image)"
+                         if translating else "a positive integer") + f", got {z!r}")
+    if translating and z:
+        raise ValueError(f"variant {name!r}: z_dim must be 0 for a translation variant (its input is an image; "
+                         f"pix2pix's noise is dropout), got {z!r}")
+    if translating and spec["conditioning"] != "none":
+        raise ValueError(f"variant {name!r}: conditioning does not apply to a translation loss (its input is an "
+                         f"image), got conditioning: {spec['conditioning']!r}")
+    if translating and spec["tricks"]:
+        raise ValueError(f"variant {name!r}: {', '.join('tricks.' + k for k in spec['tricks'])} do(es) not apply to "
+                         "a translation loss; remove it")
+    d = spec["lr_decay"]
+    if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d <= 1:
+        raise ValueError(f"variant {name!r}: lr_decay must be a share of the steps in [0, 1] (0 = off), got {d!r}")
     if spec["optimizer"] not in ("adam", "rmsprop"):
         raise ValueError(f"variant {name!r}: optimizer must be adam or rmsprop, got {spec['optimizer']!r}")
     for key in ("lr_g", "lr_d"):
@@ -96,6 +124,12 @@ def _validate_spec(name: str, spec: dict[str, Any]) -> None:
     if (not isinstance(b, (list, tuple)) or len(b) != 2
             or not all(isinstance(x, (int, float)) and 0 <= x < 1 for x in b)):
         raise ValueError(f"variant {name!r}: betas must be two numbers in [0, 1), got {b!r}")
+
+
+def translation_task(spec: dict[str, Any]) -> str | None:
+    """"paired" / "unpaired" when the spec's loss translates images (pix2pix, CycleGAN), else None."""
+    entry = LOSSES._entries.get(spec.get("loss", {}).get("name")) if isinstance(spec.get("loss"), dict) else None
+    return getattr(entry.value, "translation", None) if entry is not None else None
 
 
 def resolve_spec(name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -137,6 +171,11 @@ class GAN:
     def ema(self) -> float:
         return float(self.spec.get("ema", 0.0))
 
+    @property
+    def task(self) -> str | None:
+        """"paired"/"unpaired" for a translation variant (G maps input images to targets)."""
+        return self.loss.translation
+
     def make_optimizers(self) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
         s = self.spec
         if s["optimizer"] == "rmsprop":
@@ -156,6 +195,10 @@ def build(name: str, spec: dict[str, Any], data: DataInfo) -> GAN:
     d_arch = d_opts.pop("arch")
     l_opts = dict(spec["loss"])
     l_name = l_opts.pop("name")
+    if translation_task(spec) is not None:
+        return _build_translation(name, spec, data, g_arch, g_opts, d_arch, d_opts, l_name, l_opts)
+    if data.task is not None and g_arch in TRANSLATORS:
+        raise ValueError(f"variant {name!r}: generator {g_arch!r} needs a translation loss")
     tricks = call_with_options(f"variant {name!r}: tricks", losses.Tricks, {}, spec["tricks"])
     cond = spec["conditioning"]
     if cond != "none" and data.n_classes < 2:
@@ -183,6 +226,40 @@ def build(name: str, spec: dict[str, Any], data: DataInfo) -> GAN:
     if tricks.feature_matching and tricks.unrolled_steps:
         raise ValueError(f"variant {name!r}: tricks.feature_matching and tricks.unrolled_steps exclude each other")
     return GAN(name=name, spec=spec, G=G, D=D, loss=loss, z_dim=spec["z_dim"], n_classes=n_cls)
+
+
+def _build_translation(name, spec, data: DataInfo, g_arch, g_opts, d_arch, d_opts, l_name, l_opts) -> GAN:
+    """pix2pix: G(source) -> target, D on cat(source, image).  CycleGAN: a TranslatorPair of
+    two generators (A -> B, B -> A) and a DiscriminatorPair (one per domain)."""
+    loss = call_with_options(f"variant {name!r}: loss {l_name!r}", LOSSES.get(l_name), {}, l_opts)
+    task = loss.translation
+    if data.task is None or data.source_shape is None:
+        raise ValueError(f"variant {name!r}: loss {l_name!r} translates images and needs a translation data set "
+                         "(prepare.dataset: edges2digits, thin2thick, paired_folder or unpaired_folder)")
+    if task == "paired" and data.task != "paired":
+        raise ValueError(f"variant {name!r}: loss {l_name!r} needs paired data (every input with its target), "
+                         f"but the data set is {data.task}; use cyclegan for unpaired data")
+    a, b = tuple(data.source_shape), tuple(data.shape)
+    make_g = TRANSLATORS.get(g_arch)
+    make_d = DISCRIMINATORS.get(d_arch)
+
+    def gen(src, dst):
+        return call_with_options(f"variant {name!r}: generator {g_arch!r}", make_g,
+                                 {"source_shape": src, "data_shape": dst, "out_activation": "tanh"}, g_opts)
+
+    def disc(shape):
+        return call_with_options(f"variant {name!r}: discriminator {d_arch!r}", make_d,
+                                 {"data_shape": shape, "n_classes": 0, "aux_classes": 0}, d_opts)
+
+    if task == "paired":
+        G, D = gen(a, b), disc((a[0] + b[0], *b[1:]))  # D judges (input, image) pairs
+    else:
+        if getattr(loss, "identity_weight", 0) and a[0] != b[0]:
+            raise ValueError(f"variant {name!r}: the identity term needs both domains to have the same channels "
+                             f"({a[0]} vs {b[0]}); set loss.identity_weight: 0")
+        G = translation.TranslatorPair(gen(a, b), gen(b, a))
+        D = translation.DiscriminatorPair(disc(b), disc(a))
+    return GAN(name=name, spec=spec, G=G, D=D, loss=loss, z_dim=0, n_classes=0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -262,11 +339,40 @@ DISCRIMINATORS.register("dcgan", _dcgan_discriminator, "strided convolutions + B
 DISCRIMINATORS.register("resnet", _resnet_discriminator, "residual down-sampling blocks, global sum pooling")
 DISCRIMINATORS.register("progan", _progan_discriminator, "progressive growing mirror of the generator, "
                         "minibatch standard deviation")
+
+
+def _unet(source_shape, data_shape, out_activation, width: int = 32, depth: int = 0, dropout: float = 0.5):
+    return translation.UNetGenerator(source_shape, data_shape, out_activation, width=width, depth=depth,
+                                     dropout=dropout)
+
+
+def _resnet_blocks(source_shape, data_shape, out_activation, width: int = 32, n_blocks: int = 6, n_down: int = 2):
+    return translation.ResnetTranslator(source_shape, data_shape, out_activation, width=width, n_blocks=n_blocks,
+                                        n_down=n_down)
+
+
+def _patchgan(data_shape, n_classes, aux_classes, width: int = 64, n_layers: int = 0, norm: str = "batch"):
+    if n_classes or aux_classes:
+        raise ValueError("the PatchGAN discriminator takes no class labels (conditioning must be none)")
+    return translation.PatchDiscriminator(data_shape, width=width, n_layers=n_layers, norm=norm)
+
+
+TRANSLATORS.register("unet", _unet, "U-Net with skip connections, dropout as its noise (pix2pix); 28 px is "
+                     "padded to 32 inside; options: width, depth (0 = down to 1x1), dropout")
+TRANSLATORS.register("resnet_blocks", _resnet_blocks, "down-sampling, residual blocks with InstanceNorm, "
+                     "up-sampling (Johnson et al. 2016; CycleGAN); options: width, n_blocks, n_down")
+DISCRIMINATORS.register("patchgan", _patchgan, "PatchGAN: a real/fake logit per overlapping patch (pix2pix); "
+                        "options: width, n_layers (0 = the deepest whose receptive field fits the image), "
+                        "norm batch|instance|none")
 LOSSES.register("bce", losses.BCELoss, "sigmoid cross-entropy, non-saturating G loss by default")
 LOSSES.register("lsgan", losses.LSGANLoss, "least squares (Mao et al. 2017)")
 LOSSES.register("hinge", losses.HingeLoss, "hinge loss (Lim & Ye 2017; SNGAN/SAGAN)")
 LOSSES.register("wgan", losses.WassersteinLoss, "Wasserstein critic with weight clipping, n_critic")
 LOSSES.register("wgan_gp", losses.WassersteinGPLoss, "Wasserstein critic with gradient penalty, n_critic")
+LOSSES.register("pix2pix", losses.Pix2PixLoss, "paired translation: adversarial on (input, output) pairs + "
+                "l1_weight * L1 to the target (Isola et al. 2017); options: l1_weight, gan bce|lsgan")
+LOSSES.register("cyclegan", losses.CycleGANLoss, "unpaired translation: least squares, cycle consistency "
+                "cycle_weight, identity identity_weight * cycle_weight, image pools of pool_size (Zhu et al. 2017)")
 
 _ADAM = {"optimizer": "adam", "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999]}
 
@@ -316,7 +422,9 @@ def generator_from_checkpoint(ckpt: dict[str, Any]) -> tuple[nn.Module, int]:
     """Rebuild a checkpoint's generator (its EMA weights when kept) from the architecture it
     records; returns (G, z_dim).  ``G.n_classes > 0`` means it wants labels."""
     d = ckpt["data"]
-    info = DataInfo(d["kind"], tuple(d["shape"]), int(d.get("n_classes", 0)))
+    src = d.get("source_shape")
+    info = DataInfo(d["kind"], tuple(d["shape"]), int(d.get("n_classes", 0)), task=d.get("task"),
+                    source_shape=tuple(src) if src else None)
     gan = build(ckpt["variant"], ckpt["spec"], info)
     gan.G.to(memory_format=memory_format(info.kind))
     gan.G.load_state_dict(ckpt["G_ema"] if ckpt.get("G_ema") is not None else ckpt["G"])
@@ -369,3 +477,15 @@ register_variant("pacgan", "packed discriminator judging m=2 samples at once (Pa
                      "generator": {"arch": "mlp", "hidden": [256]},
                      "discriminator": {"arch": "mlp", "hidden": [256]},
                      "loss": {"name": "bce"}, "tricks": {"pack": 2}, "z_dim": 100, **_ADAM})
+register_variant("pix2pix", "paired image-to-image translation: U-Net G, PatchGAN D on (input, output), "
+                 "BCE + 100 * L1, Adam 2e-4 beta1 0.5 (Isola et al. 2017)", {
+                     "generator": {"arch": "unet", "width": 32, "dropout": 0.5},
+                     "discriminator": {"arch": "patchgan", "width": 32, "norm": "batch"},
+                     "loss": {"name": "pix2pix", "l1_weight": 100.0, "gan": "bce"}, "z_dim": 0, **_ADAM})
+register_variant("cyclegan", "unpaired translation: two ResNet-block Gs, two PatchGAN Ds (InstanceNorm), least "
+                 "squares, cycle 10, identity 5, pools of 50 fakes, learning rate constant then linear to 0 over "
+                 "the last half (Zhu et al. 2017)", {
+                     "generator": {"arch": "resnet_blocks", "width": 32, "n_blocks": 6},
+                     "discriminator": {"arch": "patchgan", "width": 32, "norm": "instance"},
+                     "loss": {"name": "cyclegan", "cycle_weight": 10.0, "identity_weight": 0.5, "pool_size": 50},
+                     "lr_decay": 0.5, "z_dim": 0, **_ADAM})

@@ -59,11 +59,23 @@ class Prepared:
     held_x: np.ndarray
     held_y: np.ndarray
     manifest: dict[str, Any]
+    # Translation data: the input domain A (``*_x`` are the target domain B); None otherwise.
+    train_a: np.ndarray | None = None
+    train_ya: np.ndarray | None = None
+    held_a: np.ndarray | None = None
+    held_ya: np.ndarray | None = None
 
     @property
     def info(self) -> DataInfo:
         m = self.manifest
-        return DataInfo(m["kind"], tuple(m["shape"]), len(m["classes"]) if m["labelled"] else 0)
+        t = m.get("translation")
+        return DataInfo(m["kind"], tuple(m["shape"]), len(m["classes"]) if m["labelled"] else 0,
+                        task=t["task"] if t else None, source_shape=tuple(t["source_shape"]) if t else None)
+
+    @property
+    def translation(self) -> dict[str, Any] | None:
+        """The manifest's translation record (task, shapes, ground truth, baselines), or None."""
+        return self.manifest.get("translation")
 
     @property
     def data_hash(self) -> str:
@@ -87,11 +99,12 @@ def load_prepared(layout: Layout) -> Prepared:
             raise DataError(f"{f} is corrupt or was changed (SHA-256 differs from the manifest); "
                             "rerun python -m flows prepare")
     tr, he = load_arrays(d / "train.npz"), load_arrays(d / "heldout.npz")
-    h = content_hash(tr["x"], tr["y"], he["x"], he["y"])
+    source = [tr["a"], tr["ya"], he["a"], he["ya"]] if "a" in tr else []
+    h = content_hash(tr["x"], tr["y"], he["x"], he["y"], *source)
     if h != manifest.get("content_hash"):
         raise DataError(f"prepared data in {d} does not match its manifest (content hash differs): a file was "
                         "changed or damaged; rerun python -m flows prepare")
-    return Prepared(tr["x"], tr["y"], he["x"], he["y"], manifest)
+    return Prepared(tr["x"], tr["y"], he["x"], he["y"], manifest, *source)
 
 
 def fingerprint(*parts: Any) -> str:

@@ -13,7 +13,9 @@ from gan_models.checkpoint import atomic_write_bytes
 from gan_models.images import series_png
 
 # (column, metric key, format); a column shows only when some run has the metric.
-COLUMNS = [("FID", "fid", ".4g"), ("modes", "modes_covered", ".3g"), ("HQ %", "high_quality_fraction", ".1%"),
+COLUMNS = [("L1", "l1", ".4f"), ("PSNR", "psnr", ".2f"), ("SSIM", "ssim", ".3f"),  # translation, to ground truth
+           ("label kept", "label_preservation", ".1%"), ("cycle L1", "cycle_l1_aba", ".4f"),
+           ("FID", "fid", ".4g"), ("modes", "modes_covered", ".3g"), ("HQ %", "high_quality_fraction", ".1%"),
            ("IS", "is_mean", ".3g"), ("KID", "kid_mean", ".4g"), ("precision", "precision", ".3f"),
            ("recall", "recall", ".3f"), ("coverage", "coverage", ".3f"),
            # diversity of the samples over that of real images (mean pairwise distance; < 1: less varied)
@@ -60,30 +62,45 @@ def collect(client, experiment: str, parent_run_id: str | None = None, all_runs:
         rows.append({"variant": r.data.tags.get("variant", r.info.run_name),
                      "pipeline": run_names.get(r.data.tags.get("mlflow.parentRunId"), ""),
                      "run_id": r.info.run_id, "status": r.info.status, "metrics": m,
-                     "steps": r.data.params.get("steps"), "wall_s": wall,
+                     "steps": r.data.params.get("steps"), "wall_s": wall, "task": r.data.tags.get("task"),
                      "failure": r.data.tags.get("failure_reason")})
     rows.sort(key=_rank)
     return {"label": label, "rows": rows, "all_runs": all_runs}
 
 
+def task_of(row: dict[str, Any]) -> str:
+    """What a variant does, as compare groups it: generation (from noise) or translation."""
+    return "translation" if row.get("task") else "generation"
+
+
 def _rank(row: dict[str, Any]) -> tuple:
+    """Generation variants first, ranked by FID (or modes); translation variants after them,
+    ranked among themselves by L1 to the ground truth (else FID): the two never rank against each
+    other, as they do not share the metric that selects them."""
     m = row["metrics"]
     finished = row["status"] == "FINISHED"
+    group = 1 if row.get("task") else 0
+    if group and "l1" in m:
+        return (not finished, group, 0, m["l1"])
     if "fid" in m:
-        return (not finished, 0, m["fid"])
+        return (not finished, group, 0, m["fid"])
     if "modes_covered" in m:
-        return (not finished, 0, -m["modes_covered"], -m.get("high_quality_fraction", 0.0))
-    return (not finished, 1, 0.0)
+        return (not finished, group, 0, -m["modes_covered"], -m.get("high_quality_fraction", 0.0))
+    return (not finished, group, 1, 0.0)
 
 
 def table(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     rows = data["rows"]
     cols = [c for c in COLUMNS if any(c[1] in r["metrics"] for r in rows)]
-    header = ["#", "variant", *(["pipeline run"] if data["all_runs"] else []), "status", *[c[0] for c in cols],
-              "steps", "train time"]
+    mixed = len({task_of(r) for r in rows}) > 1  # ranks restart per task: they do not compare
+    header = ["#", "variant", *(["task"] if mixed else []), *(["pipeline run"] if data["all_runs"] else []),
+              "status", *[c[0] for c in cols], "steps", "train time"]
     body = []
-    for i, r in enumerate(rows, 1):
-        cells = [str(i), r["variant"], *([r["pipeline"]] if data["all_runs"] else []), r["status"]]
+    rank: dict[str, int] = {}
+    for r in rows:
+        rank[task_of(r)] = i = rank.get(task_of(r), 0) + 1
+        cells = [str(i), r["variant"], *([task_of(r)] if mixed else []), *([r["pipeline"]] if data["all_runs"] else []),
+                 r["status"]]
         for _, key, fmt in cols:
             v = r["metrics"].get(key)
             cells.append(format(v, fmt) if v is not None else "-")

@@ -81,7 +81,10 @@ class TrainConfig(_Section):
 
 class SelectConfig(_Section):
     n_samples: int = Field(1000, ge=10)  # generated samples per candidate checkpoint
-    metric: Literal["auto", "fid", "modes"] = "auto"  # auto: fid for images, modes for 2D points
+    # auto: fid for images, modes for 2D points; translation: l1 to the ground truth when held-out
+    # inputs have it (paired data, the embedded unpaired set), else fid to the target domain.
+    # l1 / ssim / psnr need that ground truth.
+    metric: Literal["auto", "fid", "modes", "l1", "ssim", "psnr"] = "auto"
     seed: int = 1234  # noise seed, the same for every candidate
 
 
@@ -277,7 +280,7 @@ def ensure_plugins(params: Params) -> None:
     _import_plugins(list(params.plugins), params._plugin_folder or os.getcwd(), "plugins")
 
 
-_EMBEDDED_SIZES = {"digits": 1797, "mnist_subset": 5000}
+_EMBEDDED_SIZES = {"digits": 1797, "mnist_subset": 5000, "edges2digits": 5000, "thin2thick": 5000}
 
 
 def _check_images(root: Path) -> int:
@@ -313,6 +316,14 @@ def check_inputs(params: Params) -> None:
                               "downloaded); put it there, set evaluate.diversity.weights to its path, or use "
                               "net: classifier")
     prep = params.prepare
+    if prep.dataset in ("paired_folder", "unpaired_folder"):
+        from gan_models.data import DataError, translation_folder_files
+
+        try:
+            translation_folder_files(prep.root, prep.dataset.split("_")[0])  # layout, partners, sizes
+        except DataError as e:
+            raise ConfigError(f"prepare.root: {e}") from None
+        _check_images(Path(prep.root))  # every image opens
     if prep.dataset == "folder" or prep.dataset in ("mnist", "fashion_mnist", "cifar10"):
         if prep.root is None:
             raise ConfigError(f"prepare.root is required for prepare.dataset={prep.dataset}: the folder of "
@@ -329,6 +340,8 @@ def check_inputs(params: Params) -> None:
         if prep.max_samples is not None:
             n = min(n, prep.max_samples)
         n_train = n - max(1, int(round(n * prep.heldout_fraction)))
+        if prep.dataset == "thin2thick":
+            n_train //= 2  # each domain trains on its own half
         if n_train < params.train.batch_size:
             raise ConfigError(f"train.batch_size: {params.train.batch_size} is more than the {n_train} training "
                               f"samples of {prep.dataset}; lower train.batch_size (or raise prepare.max_samples)")
@@ -378,7 +391,9 @@ def check_variant_specs(params: Params) -> None:
 
 # Shapes of the embedded data sets, known without loading them (for early validation).
 _KNOWN_SHAPES = {"mnist_subset": (1, 28, 28), "digits": (1, 8, 8), "mnist": (1, 28, 28),
-                 "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+                 "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32), "edges2digits": (1, 28, 28),
+                 "thin2thick": (1, 28, 28)}
+_TASKS = {"edges2digits": "paired", "thin2thick": "unpaired"}
 
 
 def expected_data_info(prep: PrepareConfig) -> V.DataInfo | None:
@@ -392,4 +407,5 @@ def expected_data_info(prep: PrepareConfig) -> V.DataInfo | None:
         shape = (prep.channels, prep.image_size, prep.image_size)
     if prep.image_size is not None:
         shape = (shape[0], prep.image_size, prep.image_size)
-    return V.DataInfo("image", shape, 10)
+    task = _TASKS.get(prep.dataset)
+    return V.DataInfo("image", shape, 10, task=task, source_shape=shape if task else None)

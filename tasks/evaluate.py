@@ -16,7 +16,6 @@ from typing import Any
 
 from gan_models import checkpoint as ck
 from gan_models.perceptual import distance_for, diversity_scores
-from gan_models.training import balanced_labels, sample
 from gan_models.variants import generator_from_checkpoint
 
 from .common import Layout, MissingInputError, Prepared, configure_threads, load_prepared, up_to_date, write_record
@@ -53,14 +52,19 @@ def evaluate(params: Params, variant: str, layout: Layout = Layout()) -> dict[st
         return json.loads(out.read_text())
     G, z_dim = generator_from_checkpoint(ckpt)
     scorer = Scorer.load(layout, prep, "train")
-    fake = sample(G, cfg.n_samples, z_dim, cfg.seed)
-    scores = scorer.score(fake, is_splits=cfg.is_splits, extended=tuple(cfg.metrics), seed=cfg.seed)
-    n_classes = getattr(G, "n_classes", 0)
-    div, div_info = diversity(params, layout, prep, fake, balanced_labels(len(fake), n_classes))
+    # A translation variant translates every held-out input (its ground truth is there).
+    task = ckpt["data"].get("task")
+    n = len(prep.held_a) if task else cfg.n_samples
+    scores, fake, labels = scorer.score_generator(G, z_dim, n, cfg.seed, is_splits=cfg.is_splits,
+                                                  extended=tuple(cfg.metrics), task=task)
+    div, div_info = diversity(params, layout, prep, fake, labels if getattr(G, "n_classes", 0) else None)
     scores.update(div)
+    baselines = (prep.translation or {}).get("baselines", {}) if task else {}
+    for name, row in baselines.items():  # what the translation must beat, computed the same way
+        scores.update({f"{name}_{k}": v for k, v in row.items() if k != "sigma"})
     # One code hash, not the file map: DVC shows every key of a metrics file as a column.
     record = {"fingerprint": fp.value, "code_sha256": fp.code_sha256, "variant": variant, "step": int(ckpt["step"]), **scores,
-              "n_samples": cfg.n_samples, "reference": f"{prep.manifest['dataset']}:train "
+              "n_samples": len(fake), **({"task": task} if task else {}), "reference": f"{prep.manifest['dataset']}:train "
               f"({prep.manifest['counts']['train']} samples)", "extractor": scorer.extractor_name,
               "extractor_note": (prep.manifest.get("extractor") or {}).get("note", "2D points: metrics on raw coordinates"),
               "selection_metric": selection["metric"], **div_info}

@@ -1,5 +1,8 @@
 """Stage 5, export: samples of a variant's selected checkpoint as files people look at and use.
 
+Translation variants (pix2pix, CycleGAN): translation.png (held-out inputs | outputs | ground
+truth), translation_ba.png for CycleGAN's other direction, grid.png and images/ of the outputs,
+samples.npz with inputs, outputs and truth.
 Images: grid.png (fixed noise), images/NNN.png, samples.npz (uint8 images, their noise and, for
 conditional variants, labels), interpolation.png (latent walks: each row a spherical
 interpolation between two noise vectors) and, for conditional variants, classes.png (a row per
@@ -42,6 +45,12 @@ def export(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
         log.info("export %s: up to date", variant)
         return json.loads((out / "export.json").read_text())
     G, z_dim = generator_from_checkpoint(ckpt)
+    if ckpt["data"].get("task"):  # a translation variant (not any variant on translation data)
+        files = _export_translation(G, prep, cfg, out)
+        write_record(out / "export.json", {"fingerprint": fp.value, "code": fp.code, "variant": variant,
+                                           "step": int(ckpt["step"]), "seed": cfg.seed,
+                                           "files": [str(f.relative_to(out)) for f in files]}, files)
+        return json.loads((out / "export.json").read_text())
     n_classes = getattr(G, "n_classes", 0)
     gen = torch.Generator().manual_seed(cfg.seed)
     n = max(cfg.n_array, cfg.grid_size, cfg.n_images)
@@ -85,3 +94,63 @@ def export(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
     write_record(out / "export.json", {"fingerprint": fp.value, "code": fp.code, "variant": variant, "step": int(ckpt["step"]),
                                        "seed": cfg.seed, "files": [str(f.relative_to(out)) for f in files]}, files)
     return json.loads((out / "export.json").read_text())
+
+
+TRANSLATION_COLUMNS = 8  # images per row of translation.png
+
+
+def _export_translation(G, prep, cfg, out) -> list:
+    """translation.png: held-out inputs, their translations and (where known) the ground truth,
+    in rows of three (input | output | truth), eight per row; for CycleGAN also translation_ba.png
+    (B -> A); grid.png and images/ of the outputs; samples.npz with the arrays."""
+    from .scoring import translate
+
+    out.mkdir(parents=True, exist_ok=True)
+    truth_known = prep.translation["ground_truth"]
+    scale = max(1, 64 // prep.info.shape[-1])
+    n = min(max(cfg.n_array, cfg.grid_size, cfg.n_images), len(prep.held_a))
+    source, truth = prep.held_a[:n], prep.held_x[:n]
+    fake = translate(G, source)
+    files = []
+
+    def rows_png(path, inputs, outputs, targets) -> None:
+        k = min(4 * TRANSLATION_COLUMNS, len(inputs))
+        blocks = []
+        for i in range(0, k, TRANSLATION_COLUMNS):
+            sl = slice(i, min(i + TRANSLATION_COLUMNS, k))
+            group = [_model(inputs[sl]), outputs[sl]] + ([_model(targets[sl])] if targets is not None else [])
+            blocks += [_pad_channels(g, max(t.shape[1] for t in group)) for g in group]
+        # every row holds TRANSLATION_COLUMNS images: pad a short last group with blank (-1) tiles
+        tiles = [torch.cat([b, -torch.ones(TRANSLATION_COLUMNS - len(b), *b.shape[1:])]) for b in blocks]
+        I.save_png(path, I.grid(torch.cat(tiles), nrow=TRANSLATION_COLUMNS), scale=scale)
+        files.append(path)
+
+    rows_png(out / "translation.png", source, fake, truth if truth_known else None)
+    arrays = {"a": source, "x": I.to_uint8(fake).transpose(0, 3, 1, 2), "y": prep.held_ya[:n]}
+    if truth_known:
+        arrays["truth"] = truth
+    if hasattr(G, "ba"):  # CycleGAN: the other direction, from held-out B images
+        back = translate(G.ba, truth)
+        rows_png(out / "translation_ba.png", truth, back, source if truth_known else None)
+        arrays["b"], arrays["x_ba"] = truth, I.to_uint8(back).transpose(0, 3, 1, 2)
+    I.save_png(out / "grid.png", I.grid(fake[:cfg.grid_size]), scale=scale)
+    files.append(out / "grid.png")
+    for stale in (out / "images").glob("*.png") if (out / "images").exists() else []:
+        stale.unlink()
+    for i in range(min(cfg.n_images, n)):
+        I.save_png(out / "images" / f"{i:03d}.png", I.to_uint8(fake[i:i + 1])[0], scale=scale)
+        files.append(out / "images" / f"{i:03d}.png")
+    save_arrays(out / "samples.npz", **{k: v[:cfg.n_array] for k, v in arrays.items()})
+    files.append(out / "samples.npz")
+    return files
+
+
+def _model(x: np.ndarray) -> torch.Tensor:
+    from gan_models.data import to_model_range
+
+    return to_model_range(torch.from_numpy(np.ascontiguousarray(x)))
+
+
+def _pad_channels(x: torch.Tensor, c: int) -> torch.Tensor:
+    """Grey shown beside RGB (an edge map beside a photo) is repeated to three channels."""
+    return x.expand(-1, c, -1, -1) if x.shape[1] != c else x

@@ -38,29 +38,89 @@ def prepare(params: Params, layout: Layout = Layout()) -> dict[str, Any]:
     raw = loader(root=cfg.root, download=cfg.download, image_size=cfg.image_size, channels=cfg.channels,
                  n_points=cfg.n_points, seed=params.seed)
     x, y = raw.x, raw.y
+    if raw.task is not None:
+        return _finish(params, layout, fp, raw, _split_translation(raw, cfg, params.seed))
     if raw.kind == "image" and cfg.image_size is not None:
         x = resize_images(x, cfg.image_size)
     if cfg.max_samples is not None and cfg.max_samples < len(x):
         keep = np.sort(np.random.default_rng(params.seed).permutation(len(x))[:cfg.max_samples])
         x, y = x[keep], y[keep]
     train_idx, held_idx = split_indices(len(x), cfg.heldout_fraction, params.seed)
-    tx, ty, hx, hy = x[train_idx], y[train_idx], x[held_idx], y[held_idx]
-    labelled = bool((y >= 0).all()) and len(raw.classes) > 1
+    return _finish(params, layout, fp, raw, {"train": (x[train_idx], y[train_idx]), "heldout": (x[held_idx], y[held_idx])})
 
+
+def _split_translation(raw, cfg, seed: int) -> dict[str, Any]:
+    """Train and held-out arrays of a translation data set: (x, y) of the target domain and
+    (source, source_y) of the input domain per split, and whether held-out inputs have ground truth.
+
+    Aligned data (the embedded sets) is split once; an unpaired task then trains A and B on
+    disjoint halves of the training split, so no pair exists in training, while the held-out
+    inputs keep their true counterparts for scoring.  A loader's own held-out split (testA/testB)
+    is used as it is; otherwise each domain is split on its own."""
+    def fit(a: np.ndarray) -> np.ndarray:
+        return resize_images(a, cfg.image_size) if cfg.image_size is not None else a
+
+    def cap(n: int, salt: int) -> np.ndarray:
+        if cfg.max_samples is None or cfg.max_samples >= n:
+            return np.arange(n)
+        return np.sort(np.random.default_rng(seed + salt).permutation(n)[:cfg.max_samples])
+
+    xb, yb, xa, ya = fit(raw.x), raw.y, fit(raw.source), raw.source_y
+    if raw.held is not None:
+        kb, ka = cap(len(xb), 0), cap(len(xa), 1)
+        h = raw.held
+        return {"train": (xb[kb], yb[kb]), "train_source": (xa[ka], ya[ka]), "heldout": (fit(h.x), h.y),
+                "heldout_source": (fit(h.source), h.source_y), "ground_truth": False}
+    if raw.aligned:
+        keep = cap(len(xb), 0)
+        train_idx, held_idx = split_indices(len(keep), cfg.heldout_fraction, seed)
+        train_idx, held_idx = keep[train_idx], keep[held_idx]
+        a_idx = b_idx = train_idx
+        if raw.task == "unpaired":  # disjoint halves: nothing in training is a pair
+            half = len(train_idx) // 2
+            a_idx, b_idx = train_idx[:half], train_idx[half:]
+        return {"train": (xb[b_idx], yb[b_idx]), "train_source": (xa[a_idx], ya[a_idx]),
+                "heldout": (xb[held_idx], yb[held_idx]), "heldout_source": (xa[held_idx], ya[held_idx]),
+                "ground_truth": True}
+    kb, ka = cap(len(xb), 0), cap(len(xa), 1)
+    tb, hb = split_indices(len(kb), cfg.heldout_fraction, seed)
+    ta, ha = split_indices(len(ka), cfg.heldout_fraction, seed + 1)
+    return {"train": (xb[kb[tb]], yb[kb[tb]]), "train_source": (xa[ka[ta]], ya[ka[ta]]),
+            "heldout": (xb[kb[hb]], yb[kb[hb]]), "heldout_source": (xa[ka[ha]], ya[ka[ha]]), "ground_truth": False}
+
+
+def _finish(params: Params, layout: Layout, fp, raw, parts: dict[str, Any]) -> dict[str, Any]:
+    cfg = params.prepare
+    out = layout.prepared
+    (tx, ty), (hx, hy) = parts["train"], parts["heldout"]
+    translation = raw.task is not None
+    labelled = bool((ty >= 0).all() and (hy >= 0).all()) and len(raw.classes) > 1
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_arrays(tmp / "train.npz", x=tx, y=ty)
-    save_arrays(tmp / "heldout.npz", x=hx, y=hy)
+    src: dict[str, np.ndarray] = {}
+    if translation:  # the input domain A beside the target domain B, in the same files
+        (ta, tya), (ha, hya) = parts["train_source"], parts["heldout_source"]
+        src = {"train": {"a": ta, "ya": tya}, "heldout": {"a": ha, "ya": hya}}
+    save_arrays(tmp / "train.npz", x=tx, y=ty, **src.get("train", {}))
+    save_arrays(tmp / "heldout.npz", x=hx, y=hy, **src.get("heldout", {}))
     outputs = [tmp / "train.npz", tmp / "heldout.npz"]
     manifest: dict[str, Any] = {
         "fingerprint": fp.value, "code": fp.code, "dataset": cfg.dataset, "source": DATASETS.entry(cfg.dataset).description,
-        "kind": raw.kind, "shape": list(x.shape[1:]), "dtype": str(x.dtype),
+        "kind": raw.kind, "shape": list(tx.shape[1:]), "dtype": str(tx.dtype),
         "counts": {"train": int(len(tx)), "heldout": int(len(hx))},
-        "value_range": value_range(x), "model_range": [-1.0, 1.0] if raw.kind == "image" else value_range(x),
+        "value_range": value_range(np.concatenate([tx.ravel(), hx.ravel()])),
+        "model_range": [-1.0, 1.0] if raw.kind == "image" else value_range(np.concatenate([tx, hx])),
         "labelled": labelled, "classes": raw.classes,
         "class_frequencies": (np.bincount(ty, minlength=len(raw.classes)) / len(ty)).tolist() if labelled else [],
-        "content_hash": content_hash(tx, ty, hx, hy), "split_seed": params.seed, **raw.extra}
+        "content_hash": content_hash(tx, ty, hx, hy, *_source_arrays(src)), "split_seed": params.seed, **raw.extra}
+    if translation:
+        manifest["translation"] = {
+            "task": raw.task, "source_shape": list(ta.shape[1:]), "target_shape": list(tx.shape[1:]),
+            "counts": {"train_source": int(len(ta)), "train_target": int(len(tx)), "heldout": int(len(ha))},
+            # held-out inputs have their true targets (heldout x[i] is the counterpart of a[i])
+            "ground_truth": bool(parts["ground_truth"]),
+            "source_hash": content_hash(ta, tya, ha, hya), "target_hash": content_hash(tx, ty, hx, hy)}
 
     if raw.kind == "image":
         if labelled:
@@ -103,9 +163,41 @@ def prepare(params: Params, layout: Layout = Layout()) -> dict[str, Any]:
             info["heldout_accuracy"] = float((logits_held.argmax(1) == hy).mean())
             info["is_heldout"] = list(M.inception_score(logits_held, splits=min(10, len(hx))))
         manifest["extractor"] = info
+        if translation and manifest["translation"]["ground_truth"] and ha.shape == hx.shape:
+            manifest["translation"]["baselines"] = translation_baselines(ha, hx, hya if labelled else None,
+                                                                         extractor, ref_train)
     write_record(tmp / "manifest.json", manifest, outputs)
     _swap_in(tmp, out)
     return _summary(out)
+
+
+def _source_arrays(src: dict[str, dict[str, np.ndarray]]) -> list[np.ndarray]:
+    """The input domain's arrays in content-hash order (none for other data sets, whose hash is
+    then what it always was)."""
+    return [src[s][k] for s in ("train", "heldout") for k in ("a", "ya")] if src else []
+
+
+BLUR_SIGMA = 1.0  # the blurred-input baseline: a Gaussian blur of this many pixels
+
+
+def translation_baselines(source: np.ndarray, target: np.ndarray, labels, extractor, ref) -> dict[str, dict]:
+    """What a translation must beat, computed as its outputs are: the input itself (identity)
+    and a Gaussian-blurred input, against the held-out ground truth: L1, PSNR, SSIM, and with a
+    classifier the label preservation and the FID to the training targets."""
+    from scipy import ndimage
+
+    blurred = np.clip(np.round(ndimage.gaussian_filter(source.astype(np.float64), (0, 0, BLUR_SIGMA, BLUR_SIGMA))),
+                      0, 255).astype(np.uint8)
+    out = {}
+    for name, imgs in (("identity", source), ("blur", blurred)):
+        row = {"l1": M.l1_error(imgs, target), "psnr": M.psnr(imgs, target), "ssim": M.ssim(imgs, target)}
+        feats, logits = extractor(imgs)
+        row["fid"] = M.fid(ref, feats)
+        if labels is not None and logits is not None:
+            row["label_preservation"] = M.label_preservation(logits, labels)
+        out[name] = row
+    out["blur"]["sigma"] = BLUR_SIGMA
+    return out
 
 
 def _swap_in(tmp: Path, out: Path) -> None:

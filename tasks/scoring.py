@@ -42,10 +42,11 @@ class Scorer:
         return self.extractor.name if self.extractor else "points"
 
     def score(self, samples: torch.Tensor, is_splits: int = 10, extended: tuple[str, ...] = (),
-              seed: int = 0) -> dict[str, float]:
+              seed: int = 0, source_labels: np.ndarray | None = None) -> dict[str, float]:
         """Metrics for ``samples`` (model range); ``extended`` names registered feature metrics
         (``gan_models.metrics.METRICS``: KID, precision/recall, density/coverage, a plugin's)
-        computed on at most 5,000 samples a side.  Raises ValueError on NaN/Inf samples."""
+        computed on at most 5,000 samples a side.  ``source_labels``: the labels of translated
+        inputs, for label preservation.  Raises ValueError on NaN/Inf samples."""
         if not torch.isfinite(samples).all():
             raise ValueError("generated samples contain NaN or Inf (the generator diverged)")
         m = self.prep.manifest
@@ -62,33 +63,110 @@ class Scorer:
             out["is_mean"], out["is_std"] = M.inception_score(logits, splits=min(is_splits, len(logits)))
             if self.extractor.name == "classifier":  # its classes are the data set's classes
                 out.update(M.class_histogram_metrics(logits, np.asarray(m["class_frequencies"])))
+                if source_labels is not None and (source_labels >= 0).all():
+                    out["label_preservation"] = M.label_preservation(logits, source_labels)
         if extended and self.real_features is not None:
             out.update(self._distribution_metrics(self.real_features, feats, seed, extended))
         return out
+
+    def score_generator(self, G: torch.nn.Module, z_dim: int, n: int, seed: int, is_splits: int = 10,
+                        extended: tuple[str, ...] = (), task: str | None = None
+                        ) -> tuple[dict[str, float], torch.Tensor, torch.Tensor | None]:
+        """Score ``G``: ``n`` samples from seeded noise, or, for a translation generator (``task``
+        "paired"/"unpaired", from its checkpoint), the first ``n`` held-out inputs translated and
+        compared with their ground truth.  A generator from noise trained on translation data
+        (the target domain) is scored from noise like on any data set.  Returns (scores, the
+        generated images, their labels: requested classes or the inputs' labels)."""
+        from gan_models.training import balanced_labels, sample
+
+        if task is None:
+            fake = sample(G, n, z_dim, seed)
+            return self.score(fake, is_splits, extended, seed), fake, balanced_labels(n, getattr(G, "n_classes", 0))
+        p, t = self.prep, self.prep.translation
+        n = min(n, len(p.held_a))
+        source, truth, labels = p.held_a[:n], p.held_x[:n], p.held_ya[:n]
+        fake = translate(G, source)
+        scores = self.score(fake, is_splits, extended, seed, source_labels=labels)
+        if t["ground_truth"]:
+            scores.update(translation_errors(fake, truth))
+        if hasattr(G, "ba"):  # CycleGAN: the other direction (B -> A) and both cycles
+            back = translate(G.ba, truth)
+            scores["cycle_l1_aba"] = M.l1_error(unit_range(translate(G.ba, fake)), unit_range_of_uint8(source))
+            scores["cycle_l1_bab"] = M.l1_error(unit_range(translate(G.ab, back)), unit_range_of_uint8(truth))
+            if t["ground_truth"]:
+                scores.update({f"{k}_ba": v for k, v in translation_errors(back, source).items()})
+        return scores, fake, torch.from_numpy(labels) if (labels >= 0).all() else None
 
     @staticmethod
     def _distribution_metrics(real: np.ndarray, fake: np.ndarray, seed: int, names: tuple[str, ...]) -> dict[str, float]:
         return M.registered_metrics(names, real, fake, seed)
 
 
-def primary_metric(kind: str, configured: str) -> str:
-    """The selection metric: ``fid`` (lower is better) or ``modes`` (more covered modes, then more
-    high-quality samples)."""
+# -- translation: outputs against ground truth --------------------------------------------------------
+def translate(G: torch.nn.Module, source: np.ndarray | torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Model-range outputs of ``G`` for uint8 input images (or model-range tensors)."""
+    from gan_models.data import to_model_range
+    from gan_models.training import generate
+
+    x = torch.from_numpy(source) if isinstance(source, np.ndarray) else source
+    return generate(G, to_model_range(x), batch_size=batch_size)
+
+
+def unit_range(x: torch.Tensor) -> np.ndarray:
+    """Model range [-1, 1] -> float64 [0, 1], the scale the translation metrics use."""
+    return ((x.double().clamp(-1, 1) + 1) / 2).numpy()
+
+
+def unit_range_of_uint8(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.float64) / 255.0
+
+
+def translation_errors(fake: torch.Tensor, truth: np.ndarray) -> dict[str, float]:
+    """L1, PSNR and SSIM of translated images against their uint8 ground truth, on [0, 1]."""
+    f, t = unit_range(fake), unit_range_of_uint8(truth)
+    return {"l1": M.l1_error(f, t), "psnr": M.psnr(f, t), "ssim": M.ssim(f, t)}
+
+
+TRANSLATION_METRICS = ("l1", "ssim", "psnr")  # need held-out ground truth
+
+
+def primary_metric(kind: str, configured: str, translation: dict | None = None) -> str:
+    """The selection metric: ``fid`` (lower is better), ``modes`` (more covered modes, then more
+    high-quality samples), or for translation ``l1`` (lower) / ``ssim``, ``psnr`` (higher) against
+    the held-out ground truth.  ``translation``: the manifest's translation record when the
+    variant translates images, None when it generates from noise (whatever the data set)."""
+    truth = bool(translation and translation.get("ground_truth"))
     if configured == "auto":
+        if translation:
+            return "l1" if truth else "fid"
         return "fid" if kind == "image" else "modes"
     if configured == "modes" and kind != "points":
         raise ValueError("select.metric=modes needs 2D point data; use fid (or auto) for images")
+    if configured in TRANSLATION_METRICS and translation is None:
+        raise ValueError(f"select.metric={configured} scores translations against their ground truth; a variant "
+                         "that generates from noise has none: use fid (or auto)")
+    if configured in TRANSLATION_METRICS and not truth:
+        raise ValueError(f"select.metric={configured} needs translation data whose held-out inputs have ground "
+                         "truth (paired data, or the embedded thin2thick); use fid (or auto)")
     return configured
 
 
 def headline_key(metric: str, kind: str) -> str:
-    """The score a selection metric ranks by first: fid (fid_points for 2D data) or modes_covered."""
+    """The score a selection metric ranks by first: fid (fid_points for 2D data), modes_covered,
+    or the translation metric itself."""
     if metric == "fid":
         return "fid" if kind == "image" else "fid_points"
+    if metric in TRANSLATION_METRICS:
+        return metric
     return "modes_covered"
 
 
 def sort_key(metric: str, kind: str, scores: dict[str, float]) -> tuple[float, ...]:
-    """Smaller is better: lowest FID, or most modes covered then most high-quality samples."""
+    """Smaller is better: lowest FID or L1, highest SSIM or PSNR, or most modes covered then most
+    high-quality samples."""
     value = scores[headline_key(metric, kind)]
-    return (value,) if metric == "fid" else (-value, -scores["high_quality_fraction"])
+    if metric in ("fid", "l1"):
+        return (value,)
+    if metric in ("ssim", "psnr"):
+        return (-value,)
+    return (-value, -scores["high_quality_fraction"])

@@ -13,7 +13,6 @@ from typing import Any
 
 from gan_models import checkpoint as ck
 from gan_models.images import score_png
-from gan_models.training import sample
 from gan_models.variants import generator_from_checkpoint
 
 from .common import Layout, configure_threads, load_prepared, up_to_date, write_csv, write_record
@@ -31,7 +30,10 @@ def select(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
     train_dir = layout.train_dir(variant)
     fp = stage_fingerprint("select", params, variant, layout)  # names the stage to run when train has not
     entries = ck.read_index(train_dir)
-    metric = primary_metric(prep.info.kind, cfg.metric)
+    # "paired"/"unpaired" when the variant translates images (train's record says), None when it
+    # generates from noise, whatever the data set
+    task = json.loads((train_dir / "run.json").read_text()).get("task")
+    metric = primary_metric(prep.info.kind, cfg.metric, prep.translation if task else None)
     out = layout.selected_dir(variant)
     if up_to_date(out / "selection.json", fp.value):
         log.info("select %s: up to date", variant)
@@ -44,7 +46,8 @@ def select(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
         try:
             ckpt = ck.load_checkpoint(train_dir / entry["file"], entry["sha256"])
             G, z_dim = generator_from_checkpoint(ckpt)
-            cand["scores"] = scorer.score(sample(G, cfg.n_samples, z_dim, cfg.seed))
+            cand["scores"] = scorer.score_generator(G, z_dim, cfg.n_samples, cfg.seed,
+                                                    task=ckpt["data"].get("task"))[0]
         except (ck.CheckpointError, ValueError) as e:
             cand["invalid"] = str(e).replace(f"{train_dir}/", "")  # the same text whichever root ran it
             log.warning("select %s: step %d cannot be scored: %s", variant, entry["step"], e)
@@ -58,15 +61,17 @@ def select(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
     out.mkdir(parents=True, exist_ok=True)
     ck.atomic_write_bytes(out / "best.pt", (train_dir / best["file"]).read_bytes())
     shown_key = headline_key(metric, prep.info.kind)
+    n_scored = min(cfg.n_samples, len(prep.held_a)) if task else cfg.n_samples
     score_png(out / "selection.png", [c["step"] for c in valid],
-              [c["scores"][shown_key] for c in valid], best["step"], f"{shown_key} (held-out, {cfg.n_samples} samples)",
+              [c["scores"][shown_key] for c in valid], best["step"],
+              f"{shown_key} (held-out, {n_scored} {'inputs' if task else 'samples'})",
               f"{variant}: checkpoint selection")
     # One row per scored checkpoint, for `dvc plots`: every held-out score, and as `score` the one
     # selection shows (FID for images, modes covered for 2D points), whatever the data set's kind.
     write_csv(out / "scores.csv", [{"step": c["step"], **c["scores"], "score": c["scores"][shown_key],
                                     "selected": int(c is best)} for c in valid])
     record = {"fingerprint": fp.value, "code": fp.code, "variant": variant, "metric": metric, "split": "heldout",
-              "extractor": scorer.extractor_name, "n_samples": cfg.n_samples, "seed": cfg.seed,
+              "extractor": scorer.extractor_name, "n_samples": n_scored, "seed": cfg.seed,
               "best_step": best["step"], "best_scores": best["scores"], "best_sha256": best["sha256"],
               "candidates": candidates}
     write_record(out / "selection.json", record, [out / "best.pt", out / "selection.png", out / "scores.csv"])

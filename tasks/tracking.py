@@ -393,8 +393,8 @@ def checkpoint_grids(layout, variant: str, n: int = 64, seed: int = 2024) -> lis
     for entry in ck.read_index(d):
         try:
             c = ck.load_checkpoint(d / entry["file"], entry["sha256"])
-            if c["data"]["kind"] != "image":
-                return []
+            if c["data"]["kind"] != "image" or c["data"].get("task"):
+                return []  # 2D points have no grid; a translation G needs input images (export shows them)
             G, z_dim = generator_from_checkpoint(c)
             with torch.no_grad():
                 out.append((int(entry["step"]), grid(sample(G, n, z_dim, seed))))

@@ -86,17 +86,18 @@ def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bo
 
     torch.manual_seed(params.seed)  # network initialisation
     gan = build(variant, spec, prep.info)
-    # Progressive growing schedules resolution by step / steps: its checkpoints belong to one step
-    # count, and are not continued under another (every other variant's are).
-    progressive = any(hasattr(net, "set_progress") for net in (gan.G, gan.D))
+    # Progressive growing schedules resolution by step / steps, a learning-rate decay the rate: their
+    # checkpoints belong to one step count, and are not continued under another (others' are).
+    progressive = any(hasattr(net, "set_progress") for net in (gan.G, gan.D)) or bool(spec.get("lr_decay"))
     resume_fp = fp.value if progressive else fp.resume
     if gan.loss.tricks.perceptual_weight:
         from gan_models.features import perceptual_network
 
         gan.loss.perceptual_net = perceptual_network(gan.loss.tricks.perceptual_net, layout.prepared)
     labels = torch.from_numpy(prep.train_y) if prep.info.n_classes else None
+    source = torch.from_numpy(prep.train_a) if gan.task else None  # a translation variant's inputs
     trainer = Trainer(gan, torch.from_numpy(prep.train_x), batch_size=cfg.batch_size, seed=params.seed,
-                      device=device, labels=labels)
+                      device=device, labels=labels, source=source)
     history = _resume(trainer, out, resume_fp, steps, world)
     if rank == 0:
         (out / "run.json").unlink(missing_ok=True)  # written again only when training completes
@@ -108,7 +109,8 @@ def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bo
                       # an uninterrupted run's byte for byte
                       **({"steps": steps} if progressive else {})},
             "data": {"hash": prep.data_hash, "kind": prep.info.kind, "shape": list(prep.info.shape),
-                     "n_classes": prep.info.n_classes, "dataset": prep.manifest["dataset"]}}
+                     "n_classes": prep.info.n_classes, "dataset": prep.manifest["dataset"],
+                     **({"task": prep.info.task, "source_shape": list(prep.info.source_shape)} if gan.task else {})}}
 
     if rank != 0:  # the other processes train and write nothing
         trainer.run(steps, log_every=cfg.log_every, progress=False)
@@ -139,6 +141,8 @@ def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bo
     # Only deterministic content here (no timings, no code version): a rerun reproduces the
     # stage's files bit for bit, so DVC and Prefect runs hash the same.
     write_record(out / "run.json", {"fingerprint": done_fp, "code": fp.code, "variant": variant, "steps": steps,
+                                    # a translation variant's task: select scores it on held-out inputs
+                                    **({"task": meta["data"]["task"]} if gan.task else {}),
                                     "final": history[-1] if history else {}}, outputs)
     return _summary(out, seconds=seconds, steps_done=steps - start)
 
