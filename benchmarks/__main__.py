@@ -2,10 +2,11 @@
 
 Each benchmark's output (Markdown tables) is printed and saved to
 ``reports/benchmarks/<name>.md``; plots go next to it.  Nothing else should run on the machine
-meanwhile: the figures are timings.  The full set takes about four hours on 2 cores, most of it
+meanwhile: the figures are timings.  The full set takes about eight hours on 2 cores, most of it
 the mode-collapse study (GAN against PacGAN2 with PacGAN's networks, 5 seeds on ring and grid;
-``benchmarks/mode_collapse.py`` alone runs all five variants); ``--quick`` a few minutes
-(smaller sizes, fewer steps and repeats: for checking, not for reporting).
+``benchmarks/mode_collapse.py`` alone runs all five variants), the Stacked MNIST study (about two
+hours), the time-to-quality recipes (about 70 minutes) and the translation runs (12 minutes);
+``--quick`` a few minutes (smaller sizes, fewer steps and repeats: for checking, not for reporting).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ["fid_speed", "eval_sanity", "train_throughput", "speedups", "scaling", "orchestration",
-              "mode_collapse", "translation"]
+              "mode_collapse", "translation", "time_to_quality", "stacked_mnist"]
 # Arguments of the full (not --quick) run where a benchmark's own defaults would take longer.
 FULL_ARGS = {"mode_collapse": ["--variants", "mlp,pacgan"]}
 

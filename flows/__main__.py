@@ -382,7 +382,8 @@ def _print_summary(result: dict[str, Any]) -> None:
             continue
         m = stages.get("evaluate", {})
         keys = [k for k in ("l1", "psnr", "ssim", "label_preservation", "cycle_l1_aba", "fid", "is_mean",
-                            "classes_covered", "confident_fraction", "clfpips_diversity_ratio",
+                            "classes_covered", "confident_fraction", "independent_confident_fraction",
+                            "clfpips_diversity_ratio",
                             "lpips_alex_diversity_ratio", "modes_covered", "high_quality_fraction", "reverse_kl")
                 if k in m]
         shown = ", ".join(f"{k}={m[k]:.4g}" for k in keys)

@@ -93,7 +93,8 @@ def pipeline(params_file: str = "params.yaml", overrides: list[str] | None = Non
 
 
 # Columns of the metrics table artifact (those a variant has), in this order.
-TABLE_KEYS = ("fid", "is_mean", "classes_covered", "confident_fraction", "kid_mean", "precision", "recall",
+TABLE_KEYS = ("fid", "is_mean", "classes_covered", "confident_fraction", "independent_confident_fraction",
+              "independent_fid", "kid_mean", "precision", "recall",
               "density", "coverage", "clfpips_diversity_ratio", "lpips_alex_diversity_ratio",
               "lpips_vgg_diversity_ratio", "modes_covered", "high_quality_fraction", "reverse_kl", "fid_points",
               "l1", "psnr", "ssim", "label_preservation", "cycle_l1_aba")

@@ -3,6 +3,10 @@
 Its penultimate layer (128-d) gives features for FID, its logits give IS and the class
 histogram.  FID on these features is *not* comparable with Inception FID: every report names
 the extractor.
+
+A second, independent classifier (another architecture, another seed, the same training split)
+scores what the first may have been trained against: a recipe that uses the data set's
+classifier in training (a perceptual term, feature matching on it) must not be judged by it.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from .data import to_model_range
 
 
 class SmallCNN(nn.Module):
+    """The data set's classifier: 3x3 convolutions, max pooling, a 128-d feature layer."""
+
     def __init__(self, channels: int, n_classes: int, feature_dim: int = 128):
         super().__init__()
-        self.meta = {"channels": channels, "n_classes": n_classes, "feature_dim": feature_dim}
+        self.meta = {"arch": "small", "channels": channels, "n_classes": n_classes, "feature_dim": feature_dim}
         self.body = nn.Sequential(
             nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(True),   # 32 x H x W
             nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(True), nn.MaxPool2d(2),  # 32 x H/2 x W/2
@@ -36,12 +42,38 @@ class SmallCNN(nn.Module):
         return feats, self.head(feats)
 
 
+class StridedCNN(nn.Module):
+    """The independent classifier: nothing shared with SmallCNN but the task.  A 5x5 convolution,
+    two stride-2 4x4 convolutions (no max pooling), BatchNorm after each, average pooling to 3x3,
+    a 64-d feature layer.  (Global average pooling instead lost where the strokes are: 94%
+    held-out accuracy and 81% of real digits confidently classified, against 97.6% and 93% here.)"""
+
+    def __init__(self, channels: int, n_classes: int, feature_dim: int = 64):
+        super().__init__()
+        self.meta = {"arch": "strided", "channels": channels, "n_classes": n_classes, "feature_dim": feature_dim}
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, 24, 5, padding=2, bias=False), nn.BatchNorm2d(24), nn.ReLU(True),  # 24 x H x W
+            nn.Conv2d(24, 48, 4, 2, 1, bias=False), nn.BatchNorm2d(48), nn.ReLU(True),  # 48 x H/2 x W/2
+            nn.Conv2d(48, 96, 4, 2, 1, bias=False), nn.BatchNorm2d(96), nn.ReLU(True),  # 96 x H/4 x W/4
+            nn.AdaptiveAvgPool2d(3), nn.Flatten(),  # 96 * 9
+            nn.Linear(96 * 9, feature_dim), nn.ReLU(True))  # features
+        self.head = nn.Linear(feature_dim, n_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.body(x)
+        return feats, self.head(feats)
+
+
+ARCHS = {"small": SmallCNN, "strided": StridedCNN}
+
+
 def train_classifier(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int = 0, epochs: int = 8,
-                     batch_size: int = 64, lr: float = 3e-3) -> SmallCNN:
-    """Adam on cross-entropy; ``x`` uint8 (N, C, H, W), ``y`` int labels."""
+                     batch_size: int = 64, lr: float = 3e-3, arch: str = "small") -> nn.Module:
+    """Adam on cross-entropy; ``x`` uint8 (N, C, H, W), ``y`` int labels; ``arch`` small (the
+    data set's classifier) or strided (the independent one)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = SmallCNN(x.shape[1], n_classes)
+    model = ARCHS[arch](x.shape[1], n_classes)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     model.train()
@@ -72,15 +104,16 @@ def features_and_logits(model: nn.Module, x: np.ndarray | torch.Tensor,
     return torch.cat(feats).numpy(), torch.cat(logits).numpy()
 
 
-def save_classifier(model: SmallCNN, path: str | Path, extra: dict[str, Any] | None = None) -> None:
+def save_classifier(model: nn.Module, path: str | Path, extra: dict[str, Any] | None = None) -> None:
     atomic_write_bytes(path, checkpoint_bytes({"kind": "classifier", "meta": model.meta,
                                                "state": model.state_dict(), **(extra or {})}))
 
 
-def load_classifier(path: str | Path) -> SmallCNN:
+def load_classifier(path: str | Path) -> nn.Module:
     ckpt = load_checkpoint(path)
     if ckpt.get("kind") != "classifier":
         raise ValueError(f"{path} is not a classifier file")
-    model = SmallCNN(**ckpt["meta"])
+    meta = dict(ckpt["meta"])
+    model = ARCHS[meta.pop("arch", "small")](**meta)
     model.load_state_dict(ckpt["state"])
     return model.eval()

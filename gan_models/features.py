@@ -39,6 +39,33 @@ def _classifier(prepared_dir: Path, **_) -> Extractor:
     return Extractor("classifier", lambda x: features_and_logits(model, x))
 
 
+def _stacked_digits(prepared_dir: Path, **_) -> Extractor:
+    """Stacked MNIST: the digit classifier on every channel.  Features: the channels' 128-d
+    features side by side; logits: the joint log-probability of each of the 10**C digit
+    combinations, sum over channels of log softmax, indexed 100 * d0 + 10 * d1 + d2 (the data
+    set's labels), so its argmax is the three per-channel argmaxes and the class metrics count
+    modes."""
+    from .classifier import features_and_logits, load_classifier
+
+    path = Path(prepared_dir) / "digit_classifier.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: the stacked_digits extractor needs the digit classifier that "
+                                "prepare trains for prepare.dataset=stacked_mnist")
+    model = load_classifier(path)
+
+    def fn(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        feats, joint = [], None
+        for c in range(x.shape[1]):
+            f, logits = features_and_logits(model, x[:, c:c + 1])
+            lp = logits - logits.max(1, keepdims=True)
+            lp -= np.log(np.exp(lp).sum(1, keepdims=True))  # log softmax
+            feats.append(f)
+            joint = lp if joint is None else (joint[:, :, None] + lp[:, None, :]).reshape(len(lp), -1)
+        return np.concatenate(feats, 1), joint
+
+    return Extractor("stacked_digits", fn)
+
+
 def _pixels(prepared_dir: Path, **_) -> Extractor:
     """Images area-averaged to 8x8 and flattened: a crude fallback for unlabelled data."""
 
@@ -69,6 +96,8 @@ EXTRACTORS.register("classifier", _classifier, "small CNN trained on the prepare
 EXTRACTORS.register("inception", _inception, "FID Inception-v3 (pytorch-fid weights file); comparable with "
                     "published FIDs")
 EXTRACTORS.register("pixels", _pixels, "8x8 area-averaged pixels (fallback for unlabelled images)")
+EXTRACTORS.register("stacked_digits", _stacked_digits, "Stacked MNIST: the digit classifier on every channel "
+                    "(joint logits over the 1,000 modes; the default for stacked_mnist)")
 
 
 def load_for(prepared_dir: Path, manifest: dict) -> Extractor:

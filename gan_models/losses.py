@@ -35,6 +35,8 @@ class Batch:
 
 
 class Context(Protocol):
+    step: int  # G updates done so far (lazy regularisation counts them)
+
     def batch(self) -> Batch: ...
 
 
@@ -52,6 +54,9 @@ class Tricks:
     perceptual_weight: float = 0.0  # weight of a perceptual term in G's loss (0 = off): the distance of
     #   mean features of real and generated images on a fixed feature network
     perceptual_net: str = "classifier"  # classifier (the data set's own) or vgg16 (torchvision weights file)
+    r1: float = 0.0  # gamma of the R1 penalty gamma/2 * E ||grad_x D(x)||^2 on real data (Mescheder et al.
+    #   2018; StyleGAN2); 0 = off.  Best with a D without BatchNorm
+    r1_every: int = 1  # lazy regularisation: the penalty every k-th step, weighted by k (StyleGAN2: 16)
 
     def __post_init__(self):
         if self.unrolled_steps < 0:
@@ -67,6 +72,8 @@ class Tricks:
             raise ValueError(f"tricks.aux_weight must be >= 0, got {self.aux_weight}")
         if self.perceptual_weight < 0:
             raise ValueError(f"tricks.perceptual_weight must be >= 0, got {self.perceptual_weight}")
+        if self.r1 < 0 or self.r1_every < 1:
+            raise ValueError(f"tricks.r1 must be >= 0 and tricks.r1_every >= 1, got {self.r1}, {self.r1_every}")
         if self.perceptual_net not in ("classifier", "vgg16"):
             raise ValueError(f"tricks.perceptual_net must be classifier or vgg16, got {self.perceptual_net!r}")
 
@@ -107,15 +114,18 @@ class GANLoss:
     # -- phases ------------------------------------------------------------------------------
     def accumulate_gradients(self, phase: str, G: nn.Module, D: nn.Module, ctx: Context) -> Stats:
         if phase == "D":
-            return self._d_phase(G, D, ctx.batch())
+            return self._d_phase(G, D, ctx.batch(), getattr(ctx, "step", 0))
         if phase == "G":
             return self._g_phase(G, D, ctx)
         raise ValueError(f"unknown phase {phase!r}; phases are 'D' and 'G'")
 
-    def _d_phase(self, G, D, b: Batch) -> Stats:
+    def _d_phase(self, G, D, b: Batch, step: int = 0) -> Stats:
         with torch.no_grad():
             fake = G(b.z, b.fake_labels)
-        r, f = self._d(D, b.real, b.real_labels), self._d(D, fake, b.fake_labels)
+        t = self.tricks
+        lazy_r1 = t.r1 and step % t.r1_every == 0
+        real = b.real.detach().requires_grad_(True) if lazy_r1 else b.real
+        r, f = self._d(D, real, b.real_labels), self._d(D, fake, b.fake_labels)
         loss = self.d_objective(r["logits"], f["logits"])
         stats = {"loss/D": loss.detach(), "D/real": self._score(r["logits"].detach()),
                  "D/fake": self._score(f["logits"].detach())}
@@ -123,6 +133,13 @@ class GANLoss:
         if penalty is not None:
             stats["loss/D_penalty"] = penalty.detach()
             loss = loss + penalty
+        if lazy_r1:
+            # R1: gamma/2 * E ||grad_x D(x)||^2 on the real images (before augmentation, as
+            # StyleGAN2-ADA), every r1_every-th step with the weight scaled by r1_every
+            (grad,) = torch.autograd.grad(r["logits"].sum(), real, create_graph=True)
+            r1 = grad.pow(2).flatten(1).sum(1).mean()
+            stats["loss/D_r1"] = r1.detach()
+            loss = loss + 0.5 * t.r1 * t.r1_every * r1
         if self.auxiliary:  # ACGAN: classify real and generated samples by their labels
             aux = F.cross_entropy(r["aux"], b.real_labels) + F.cross_entropy(f["aux"], b.fake_labels)
             stats["loss/D_aux"] = aux.detach()

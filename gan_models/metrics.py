@@ -125,7 +125,8 @@ def class_histogram_metrics(logits: np.ndarray, real_class_freq: np.ndarray,
 
     classes_covered: classes predicted for at least one sample; kl_class_hist: KL(generated
     class histogram || real class frequencies); confident_fraction: share of samples whose top
-    class probability is >= ``confident`` (a proxy for "recognisable").
+    class probability is >= ``confident`` (a proxy for "recognisable"); max_class_fraction: the
+    largest share of samples predicted as one class (1/K when balanced, 1 when collapsed).
     """
     k = len(real_class_freq)
     if logits.shape[1] != k:
@@ -138,7 +139,21 @@ def class_histogram_metrics(logits: np.ndarray, real_class_freq: np.ndarray,
     nz = hist > 0
     return {"classes_covered": float(nz.sum()),
             "kl_class_hist": float((hist[nz] * np.log(hist[nz] / q[nz])).sum()),
-            "confident_fraction": float((p.max(1) >= confident).mean())}
+            "confident_fraction": float((p.max(1) >= confident).mean()),
+            "max_class_fraction": float(hist.max())}
+
+
+def mode_histogram_metrics(modes: np.ndarray, n_modes: int) -> dict[str, float]:
+    """Mode coverage of samples whose mode is known (Stacked MNIST: the three digits a classifier
+    reads, as a number in [0, n_modes)), against a uniform true distribution as in Metz et al.
+    2017, VEEGAN (Table 2) and PacGAN (Table 3): modes_covered = modes with at least one sample;
+    reverse_kl = KL(generated mode histogram || uniform) = log(n_modes) - H(histogram)."""
+    modes = np.asarray(modes, dtype=np.int64)
+    if modes.ndim != 1 or not len(modes) or modes.min() < 0 or modes.max() >= n_modes:
+        raise ValueError(f"modes must be a non-empty 1-d array of integers in [0, {n_modes})")
+    hist = np.bincount(modes, minlength=n_modes) / len(modes)
+    nz = hist[hist > 0]
+    return {"modes_covered": float(len(nz)), "reverse_kl": float((nz * np.log(nz * n_modes)).sum())}
 
 
 def mode_metrics(points: np.ndarray, centers: np.ndarray, std: float,
@@ -260,11 +275,15 @@ METRICS: Registry = Registry("metric", ("real", "fake", "seed"))
 # Score names the scorer computes itself (FID, IS, the class histogram and mode metrics): a
 # registered metric may not return them, or it would replace the score selection ranks by.
 RESERVED_SCORES = frozenset({"fid", "fid_points", "is_mean", "is_std", "classes_covered", "kl_class_hist",
-                             "confident_fraction", "modes_covered", "high_quality_fraction", "reverse_kl",
+                             "confident_fraction", "max_class_fraction", "modes_covered", "high_quality_fraction", "reverse_kl",
                              "reverse_kl_high_quality", "step", "extractor", "n_samples", "score", "selected",
                              # translation (the evaluate stage's own scores)
                              "l1", "psnr", "ssim", "label_preservation", "cycle_l1_aba", "cycle_l1_bab",
-                             "l1_ba", "psnr_ba", "ssim_ba"})
+                             "label_agreement",  # a conditional G's samples classified as the label asked for
+                             "l1_ba", "psnr_ba", "ssim_ba",
+                             # the independent classifier's (tasks.scoring.independent_scores)
+                             *(f"independent_{k}" for k in ("fid", "classes_covered", "kl_class_hist",
+                                                            "confident_fraction", "max_class_fraction"))})
 
 
 def _kid_scores(real: np.ndarray, fake: np.ndarray, seed: int) -> dict[str, float]:
@@ -370,7 +389,8 @@ def ssim(x: np.ndarray, y: np.ndarray, data_range: float = 1.0) -> float:
 
 
 def label_preservation(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Share of translated images the classifier assigns the label of their input."""
+    """Share of images the classifier assigns ``labels``: a translation's input labels (label
+    preservation), or the classes a conditional generator was asked for (label agreement)."""
     logits, labels = np.asarray(logits), np.asarray(labels)
     if len(logits) != len(labels):
         raise ValueError(f"{len(logits)} logits rows for {len(labels)} labels")

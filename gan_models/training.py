@@ -216,13 +216,54 @@ class Trainer:
                 for group, lr in zip(opt.param_groups, base):
                     group["lr"] = lr * factor
 
+    def ema_beta(self) -> float:
+        """The EMA decay of the update after step ``self.step``: ``ema``, or with ``ema_rampup``
+        (StyleGAN2's) the decay whose half-life is ``ema_rampup * (step + 1)`` steps, capped at
+        the half-life of ``ema``: early weights, far from the later ones, leave the average fast."""
+        beta = self.gan.ema
+        rampup = float(self.gan.spec.get("ema_rampup", 0.0))
+        if rampup:
+            half_life = min(math.log(0.5) / math.log(beta), rampup * (self.step + 1))  # in steps
+            beta = 0.5 ** (1.0 / half_life)
+        return beta
+
     @torch.no_grad()
     def _update_ema(self) -> None:
-        beta = self.gan.ema
+        beta = self.ema_beta()
         for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
             pe.lerp_(p, 1.0 - beta)  # pe = beta * pe + (1 - beta) * p
         for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
             be.copy_(b)
+
+    @torch.no_grad()
+    def recalibrate_ema_batchnorm(self, n: int = 1024, batch_size: int = 256) -> None:
+        """Recompute the BatchNorm statistics of the EMA generator for its own weights.
+
+        The EMA averages G's weights, but its BatchNorm buffers are G's running statistics, which
+        belong to G's current weights: sampling in eval mode then normalises with the wrong mean and
+        variance (the SWA paper's point; torch.optim.swa_utils.update_bn).  Before a checkpoint the
+        EMA generator sees ``n`` samples of fixed noise in training mode with cumulative
+        statistics.  Only the saved buffers change: the next EMA update copies G's buffers again,
+        so training and a resumed run are unaffected, and the noise has its own fixed generator."""
+        norms = [m for m in self.G_ema.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            return
+        gen = torch.Generator().manual_seed(20231)
+        saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches below
+        self.G_ema.train()
+        with torch.random.fork_rng(devices=[]):  # dropout in G draws from the global RNG: leave it as it was
+            for i in range(0, n, batch_size):
+                k = min(batch_size, n - i)
+                y = balanced_labels(k, self.gan.n_classes)
+                self.G_ema(torch.randn(k, self.gan.z_dim, generator=gen).to(self.device),
+                           None if y is None else y.to(self.device))
+        self.G_ema.eval()
+        for m, (momentum, tracked) in zip(norms, saved):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(tracked)
 
     def train_step(self, measure: bool = False) -> dict[str, float]:
         """One G update after ``loss.d_steps`` D updates; statistics only when ``measure``."""
@@ -293,6 +334,8 @@ class Trainer:
                         on_log(self.step, stats)
                 last = self.step == steps
                 if on_checkpoint is not None and ((checkpoint_every and self.step % checkpoint_every == 0) or last):
+                    if self.G_ema is not None and not self.translation:
+                        self.recalibrate_ema_batchnorm()
                     on_checkpoint(self.step, self.state_dict())
         finally:
             bar.close()

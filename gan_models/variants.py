@@ -49,6 +49,8 @@ TOP_LEVEL_KEYS = {
     "tricks": "loss tricks: {feature_matching, unrolled_steps, unrolled_lr, augment, aux_weight, pack}",
     "conditioning": "none, input (cGAN: G and D get the label) or auxiliary (ACGAN: D classifies)",
     "ema": "decay of an exponential moving average of G's weights used for sampling (0 = off)",
+    "ema_rampup": "EMA warm-up: the EMA's half-life (in steps) is ema_rampup x step until it reaches that of "
+                  "`ema` (StyleGAN's ema_rampup, e.g. 0.05; 0 = the fixed decay from step 0)",
     "lr_decay": "share of the steps at the end over which learning rates decay linearly to 0 (CycleGAN: 0.5; 0 = off)",
     "z_dim": "noise dimension (int > 0; 0 for translation variants, whose input is an image)",
     "optimizer": "adam or rmsprop",
@@ -56,7 +58,7 @@ TOP_LEVEL_KEYS = {
     "lr_d": "discriminator learning rate (> 0); differs from lr_g for TTUR",
     "betas": "Adam betas [beta1, beta2], each in [0, 1)",
 }
-DEFAULTS = {"tricks": {}, "conditioning": "none", "ema": 0.0, "lr_decay": 0.0}
+DEFAULTS = {"tricks": {}, "conditioning": "none", "ema": 0.0, "ema_rampup": 0.0, "lr_decay": 0.0}
 CONDITIONING = ("none", "input", "auxiliary")
 
 
@@ -117,6 +119,10 @@ def _validate_spec(name: str, spec: dict[str, Any]) -> None:
     e = spec["ema"]
     if isinstance(e, bool) or not isinstance(e, (int, float)) or not 0 <= e < 1:
         raise ValueError(f"variant {name!r}: ema must be a decay in [0, 1) (0 = off), got {e!r}")
+    r = spec["ema_rampup"]
+    if isinstance(r, bool) or not isinstance(r, (int, float)) or r < 0 or (r and not e):
+        raise ValueError(f"variant {name!r}: ema_rampup must be a number >= 0, and needs ema > 0 (the decay it "
+                         f"ramps up to), got ema_rampup {r!r} with ema {e!r}")
     if not isinstance(spec["tricks"], dict):
         raise ValueError(f"variant {name!r}: tricks must be a mapping, got {spec['tricks']!r}")
     call_with_options(f"variant {name!r}: tricks", losses.Tricks, {}, spec["tricks"])
@@ -215,9 +221,22 @@ def build(name: str, spec: dict[str, Any], data: DataInfo) -> GAN:
     G = call_with_options(f"variant {name!r}: generator {g_arch!r}", GENERATORS.get(g_arch),
                           {"z_dim": spec["z_dim"], "data_shape": data.shape, "out_activation": out_act,
                            "n_classes": n_cls}, g_opts)
-    D = call_with_options(f"variant {name!r}: discriminator {d_arch!r}", DISCRIMINATORS.get(d_arch),
-                          {"data_shape": d_shape, "n_classes": n_cls if cond == "input" else 0,
-                           "aux_classes": n_cls if cond == "auxiliary" else 0}, d_opts)
+    scales = d_opts.pop("scales", 1)  # any image discriminator, at several resolutions (pix2pixHD)
+    if isinstance(scales, bool) or not isinstance(scales, int) or scales < 1:
+        raise ValueError(f"variant {name!r}: discriminator.scales must be an integer >= 1, got {scales!r}")
+
+    def make_d(shape):
+        try:
+            return call_with_options(f"variant {name!r}: discriminator {d_arch!r}", DISCRIMINATORS.get(d_arch),
+                                     {"data_shape": shape, "n_classes": n_cls if cond == "input" else 0,
+                                      "aux_classes": n_cls if cond == "auxiliary" else 0}, d_opts)
+        except ValueError as e:
+            if shape == d_shape:
+                raise
+            raise ValueError(f"variant {name!r}: discriminator.scales={scales}: the {d_arch} discriminator cannot "
+                             f"take the {shape[-1]}x{shape[-1]} scale ({e}); lower discriminator.scales") from None
+
+    D = make_d(d_shape) if scales == 1 else networks.MultiScale(make_d, d_shape, scales)
     if tricks.pack > 1:
         D = networks.Packed(D, tricks.pack)
     loss = call_with_options(f"variant {name!r}: loss {l_name!r}", LOSSES.get(l_name), {}, l_opts)

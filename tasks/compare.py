@@ -23,6 +23,8 @@ COLUMNS = [("L1", "l1", ".4f"), ("PSNR", "psnr", ".2f"), ("SSIM", "ssim", ".3f")
            ("diversity (LPIPS-alex)", "lpips_alex_diversity_ratio", ".2f"),
            ("diversity (LPIPS-vgg)", "lpips_vgg_diversity_ratio", ".2f"), ("classes", "classes_covered", ".0f"),
            ("confident", "confident_fraction", ".1%"),
+           ("confident (indep.)", "independent_confident_fraction", ".1%"),  # the independent classifier
+           ("label obeyed", "label_agreement", ".1%"),  # conditional variants: classified as the class asked for
            ("HYPE∞ (human)", "human/hype_inf", ".2f"),  # python -m flows human-eval: 0.5 = indistinguishable
            ("samples", "n_samples", ".0f"),
            ("selected step", "selected_step", ".0f")]

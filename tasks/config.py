@@ -35,7 +35,7 @@ class PrepareConfig(_Section):
     download: bool = False  # torchvision only: download into root when missing (needs internet)
     image_size: int | None = Field(None, ge=4, le=1024)  # resize images to this square size; None: native
     channels: Literal[1, 3] | None = None  # folder data: 1 grey, 3 RGB; None: detect
-    n_points: int = Field(20000, ge=100)  # 2D mixtures: samples drawn
+    n_points: int = Field(20000, ge=100)  # 2D mixtures: samples drawn; stacked_mnist: stacked images made
     heldout_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # share of samples held out for selection
     max_samples: int | None = Field(None, ge=2)  # keep only the first N (after shuffling); None: all
     classifier_epochs: int = Field(8, ge=1)  # epochs of the feature classifier (labelled images)
@@ -281,6 +281,7 @@ def ensure_plugins(params: Params) -> None:
 
 
 _EMBEDDED_SIZES = {"digits": 1797, "mnist_subset": 5000, "edges2digits": 5000, "thin2thick": 5000}
+_SIZE_FROM_N_POINTS = ("stacked_mnist",)  # as many images as prepare.n_points asks for
 
 
 def _check_images(root: Path) -> int:
@@ -333,7 +334,7 @@ def check_inputs(params: Params) -> None:
             raise ConfigError(f"prepare.root: {str(root)!r} is not a folder; point it at "
                               + ("a folder of images" if prep.dataset == "folder" else
                                  "the torchvision files, or set prepare.download: true when online"))
-    n = prep.n_points if prep.dataset in ("ring", "grid") else _EMBEDDED_SIZES.get(prep.dataset)
+    n = prep.n_points if prep.dataset in ("ring", "grid", *_SIZE_FROM_N_POINTS) else _EMBEDDED_SIZES.get(prep.dataset)
     if prep.dataset == "folder":
         n = _check_images(Path(prep.root))
     if n is not None:
@@ -392,7 +393,8 @@ def check_variant_specs(params: Params) -> None:
 # Shapes of the embedded data sets, known without loading them (for early validation).
 _KNOWN_SHAPES = {"mnist_subset": (1, 28, 28), "digits": (1, 8, 8), "mnist": (1, 28, 28),
                  "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32), "edges2digits": (1, 28, 28),
-                 "thin2thick": (1, 28, 28)}
+                 "thin2thick": (1, 28, 28), "stacked_mnist": (3, 28, 28)}
+_CLASSES = {"stacked_mnist": 1000}  # the others known up front have 10
 _TASKS = {"edges2digits": "paired", "thin2thick": "unpaired"}
 
 
@@ -408,4 +410,4 @@ def expected_data_info(prep: PrepareConfig) -> V.DataInfo | None:
     if prep.image_size is not None:
         shape = (shape[0], prep.image_size, prep.image_size)
     task = _TASKS.get(prep.dataset)
-    return V.DataInfo("image", shape, 10, task=task, source_shape=shape if task else None)
+    return V.DataInfo("image", shape, _CLASSES.get(prep.dataset, 10), task=task, source_shape=shape if task else None)

@@ -3,7 +3,9 @@
 Images: FID against the training split's cached feature statistics, Inception score and the
 class-histogram mode metrics from the feature classifier, KID, precision/recall (k=3) and
 density/coverage (k=5) on the same features, and the diversity of the samples (mean pairwise
-perceptual distance, ``evaluate.diversity``) beside that of the real training images.  2D mixtures: modes covered, share of high-quality
+perceptual distance, ``evaluate.diversity``) beside that of the real training images, and the
+class-histogram metrics and FID on the independent classifier (``independent_*``: another
+architecture and seed, which no recipe trains against).  2D mixtures: modes covered, share of high-quality
 samples, reverse KL, and FID, KID, precision/recall, density/coverage on the points.  Every
 value comes with ``n_samples`` and ``extractor`` in ``metrics/<variant>.json``.
 """
@@ -21,7 +23,7 @@ from gan_models.variants import generator_from_checkpoint
 from .common import Layout, MissingInputError, Prepared, configure_threads, load_prepared, up_to_date, write_record
 from .config import Params
 from .stages import stage_fingerprint
-from .scoring import Scorer
+from .scoring import Scorer, independent_scores
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ def evaluate(params: Params, variant: str, layout: Layout = Layout()) -> dict[st
                                                   extended=tuple(cfg.metrics), task=task)
     div, div_info = diversity(params, layout, prep, fake, labels if getattr(G, "n_classes", 0) else None)
     scores.update(div)
+    scores.update(independent_scores(layout, prep, fake))  # judged by a classifier no recipe trains against
     baselines = (prep.translation or {}).get("baselines", {}) if task else {}
     for name, row in baselines.items():  # what the translation must beat, computed the same way
         scores.update({f"{name}_{k}": v for k, v in row.items() if k != "sigma"})
@@ -67,6 +70,12 @@ def evaluate(params: Params, variant: str, layout: Layout = Layout()) -> dict[st
               "n_samples": len(fake), **({"task": task} if task else {}), "reference": f"{prep.manifest['dataset']}:train "
               f"({prep.manifest['counts']['train']} samples)", "extractor": scorer.extractor_name,
               "extractor_note": (prep.manifest.get("extractor") or {}).get("note", "2D points: metrics on raw coordinates"),
+              **({"mode_reader": "the digit classifier on each channel, held-out accuracy {heldout_accuracy:.3f} per "
+                  "digit, {heldout_mode_accuracy:.3f} all three".format(**prep.manifest["stacked"]["digit_classifier"])}
+                 if prep.manifest.get("stacked") else {}),
+              **({"independent_classifier": f"{prep.manifest['independent']['arch']} CNN, seed "
+                  f"{prep.manifest['independent']['seed']}, held-out accuracy "
+                  f"{prep.manifest['independent']['heldout_accuracy']:.3f}"} if prep.manifest.get("independent") else {}),
               "selection_metric": selection["metric"], **div_info}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_record(out, record, [])

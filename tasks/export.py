@@ -5,8 +5,10 @@ truth), translation_ba.png for CycleGAN's other direction, grid.png and images/ 
 samples.npz with inputs, outputs and truth.
 Images: grid.png (fixed noise), images/NNN.png, samples.npz (uint8 images, their noise and, for
 conditional variants, labels), interpolation.png (latent walks: each row a spherical
-interpolation between two noise vectors) and, for conditional variants, classes.png (a row per
-class, the same noise in every row).
+interpolation between two noise vectors), traversal.png (the noise dimensions that move the
+output most, each set from -3 to +3 with the others fixed; every dimension's measured effect in
+export.json) and, for conditional variants, classes.png (a row per class, the same noise in every
+row).
 2D mixtures: scatter.png (samples over the real data) and samples.npz.
 """
 
@@ -90,10 +92,55 @@ def export(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
             yc = torch.arange(n_classes).repeat_interleave(per)
             I.save_png(out / "classes.png", I.grid(generate(G, zc, yc), nrow=per), scale=scale)
             files.append(out / "classes.png")
+        grid_images, traversal = noise_traversal(G, z_dim, n_classes, cfg.seed + 1)
+        I.save_png(out / "traversal.png", I.grid(grid_images, nrow=len(TRAVERSAL_VALUES)), scale=scale)
+        files.append(out / "traversal.png")
         files += [out / "images" / f"{i:03d}.png" for i in range(cfg.n_images)]
     write_record(out / "export.json", {"fingerprint": fp.value, "code": fp.code, "variant": variant, "step": int(ckpt["step"]),
-                                       "seed": cfg.seed, "files": [str(f.relative_to(out)) for f in files]}, files)
+                                       "seed": cfg.seed, "files": [str(f.relative_to(out)) for f in files],
+                                       **({"traversal": traversal} if prep.info.kind == "image" else {})}, files)
     return json.loads((out / "export.json").read_text())
+
+
+TRAVERSAL_VALUES = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)  # the values one noise dimension takes, a column each
+TRAVERSAL_DIMS, TRAVERSAL_BASES, TRAVERSAL_PROBES = 6, 2, 16
+
+
+@torch.no_grad()
+def noise_traversal(G, z_dim: int, n_classes: int, seed: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Which noise dimensions move the output most, and a grid that moves them one at a time.
+
+    Effect of dimension d: the mean absolute pixel difference (model range [-1, 1]) between
+    G(z with z_d = +3) and G(z with z_d = -3) over ``TRAVERSAL_PROBES`` fixed noise vectors (a
+    conditional G keeps each probe's label).  The grid: for the ``TRAVERSAL_DIMS`` dimensions of
+    largest effect, for each of ``TRAVERSAL_BASES`` fixed noise vectors, a row with z_d set to
+    each of ``TRAVERSAL_VALUES`` and every other coordinate unchanged.  Returns (the grid's
+    images, row-major, and the record: every dimension's effect, the chosen ones)."""
+    gen = torch.Generator().manual_seed(seed)
+    probes = torch.randn(TRAVERSAL_PROBES, z_dim, generator=gen)
+    probe_y = balanced_labels(TRAVERSAL_PROBES, n_classes)
+    ends = probes.repeat(2 * z_dim, 1).view(2, z_dim, TRAVERSAL_PROBES, z_dim)
+    for d in range(z_dim):
+        ends[0, d, :, d], ends[1, d, :, d] = -3.0, 3.0
+    ys = probe_y.repeat(2 * z_dim) if probe_y is not None else None
+    imgs = generate(G, ends.reshape(-1, z_dim), ys).reshape(2, z_dim, TRAVERSAL_PROBES, -1)
+    effect = (imgs[1] - imgs[0]).abs().mean((1, 2))  # (z_dim,)
+    dims = effect.argsort(descending=True)[:min(TRAVERSAL_DIMS, z_dim)].tolist()
+    bases = torch.randn(TRAVERSAL_BASES, z_dim, generator=gen)
+    base_y = balanced_labels(TRAVERSAL_BASES, n_classes)
+    rows, row_y = [], []
+    for d in dims:
+        for b in range(TRAVERSAL_BASES):
+            row = bases[b].repeat(len(TRAVERSAL_VALUES), 1)
+            row[:, d] = torch.tensor(TRAVERSAL_VALUES)
+            rows.append(row)
+            if base_y is not None:
+                row_y.append(base_y[b].repeat(len(TRAVERSAL_VALUES)))
+    grid = generate(G, torch.cat(rows), torch.cat(row_y) if row_y else None)
+    record = {"space": "z", "values": list(TRAVERSAL_VALUES), "rows": "each chosen dimension x each base vector",
+              "dims": dims, "effect": [round(float(e), 6) for e in effect],
+              "measure": f"mean |G(z_d=+3) - G(z_d=-3)| over {TRAVERSAL_PROBES} fixed noise vectors, pixels in [-1, 1]"}
+    return grid, record
 
 
 TRANSLATION_COLUMNS = 8  # images per row of translation.png

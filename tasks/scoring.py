@@ -42,11 +42,13 @@ class Scorer:
         return self.extractor.name if self.extractor else "points"
 
     def score(self, samples: torch.Tensor, is_splits: int = 10, extended: tuple[str, ...] = (),
-              seed: int = 0, source_labels: np.ndarray | None = None) -> dict[str, float]:
+              seed: int = 0, source_labels: np.ndarray | None = None,
+              requested_labels: np.ndarray | None = None) -> dict[str, float]:
         """Metrics for ``samples`` (model range); ``extended`` names registered feature metrics
         (``gan_models.metrics.METRICS``: KID, precision/recall, density/coverage, a plugin's)
         computed on at most 5,000 samples a side.  ``source_labels``: the labels of translated
-        inputs, for label preservation.  Raises ValueError on NaN/Inf samples."""
+        inputs, for label preservation; ``requested_labels``: the classes a conditional generator
+        was asked for, for label agreement.  Raises ValueError on NaN/Inf samples."""
         if not torch.isfinite(samples).all():
             raise ValueError("generated samples contain NaN or Inf (the generator diverged)")
         m = self.prep.manifest
@@ -61,10 +63,14 @@ class Scorer:
         out = {"fid": M.fid(self.ref, feats)}
         if logits is not None:
             out["is_mean"], out["is_std"] = M.inception_score(logits, splits=min(is_splits, len(logits)))
-            if self.extractor.name == "classifier":  # its classes are the data set's classes
+            if self.extractor.name in ("classifier", "stacked_digits"):  # its classes are the data set's classes
                 out.update(M.class_histogram_metrics(logits, np.asarray(m["class_frequencies"])))
+                if m.get("stacked"):  # Stacked MNIST: modes covered of 1,000, KL to the uniform truth
+                    out.update(M.mode_histogram_metrics(logits.argmax(1), m["stacked"]["modes"]))
                 if source_labels is not None and (source_labels >= 0).all():
                     out["label_preservation"] = M.label_preservation(logits, source_labels)
+                if requested_labels is not None:  # a conditional G: is the class it was asked for obeyed?
+                    out["label_agreement"] = M.label_preservation(logits, requested_labels)
         if extended and self.real_features is not None:
             out.update(self._distribution_metrics(self.real_features, feats, seed, extended))
         return out
@@ -81,7 +87,9 @@ class Scorer:
 
         if task is None:
             fake = sample(G, n, z_dim, seed)
-            return self.score(fake, is_splits, extended, seed), fake, balanced_labels(n, getattr(G, "n_classes", 0))
+            labels = balanced_labels(n, getattr(G, "n_classes", 0))
+            requested = labels.numpy() if labels is not None else None
+            return self.score(fake, is_splits, extended, seed, requested_labels=requested), fake, labels
         p, t = self.prep, self.prep.translation
         n = min(n, len(p.held_a))
         source, truth, labels = p.held_a[:n], p.held_x[:n], p.held_ya[:n]
@@ -100,6 +108,23 @@ class Scorer:
     @staticmethod
     def _distribution_metrics(real: np.ndarray, fake: np.ndarray, seed: int, names: tuple[str, ...]) -> dict[str, float]:
         return M.registered_metrics(names, real, fake, seed)
+
+
+def independent_scores(layout: Layout, prep: Prepared, fake: torch.Tensor) -> dict[str, float]:
+    """The class-histogram metrics and FID of ``fake`` on the independent classifier (another
+    architecture and seed, trained by prepare on the same split; its training-split statistics),
+    prefixed ``independent_``; empty when prepare trained none (unlabelled or point data)."""
+    info = prep.manifest.get("independent")
+    if not info:
+        return {}
+    from gan_models.classifier import features_and_logits, load_classifier
+
+    model = load_classifier(layout.prepared / info["file"])
+    feats, logits = features_and_logits(model, fake)
+    ref = M.ReferenceStats.load(layout.prepared / "ref_train_independent.npz")
+    scores = {"fid": M.fid(ref, feats),
+              **M.class_histogram_metrics(logits, np.asarray(prep.manifest["class_frequencies"]))}
+    return {f"independent_{k}": v for k, v in scores.items()}
 
 
 # -- translation: outputs against ground truth --------------------------------------------------------

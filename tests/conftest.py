@@ -41,7 +41,12 @@ def isolated_stores(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # 20 s is tight on 2 cores
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
     monkeypatch.setenv("GIT_PYTHON_REFRESH", "quiet")
-    return home
+    yield home
+    # mlflow.set_registry_uri() also exports MLFLOW_REGISTRY_URI, and set_registry_uri(None) does not
+    # take it back: left over, it would point the next test's registry at this test's store.
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    if "mlflow" in sys.modules:
+        sys.modules["mlflow"].set_registry_uri(None)
 
 
 @pytest.fixture(autouse=True)

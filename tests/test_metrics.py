@@ -145,6 +145,8 @@ def test_class_histogram_metrics():
     hist = np.array([3, 1, 2]) / 6  # argmax of a tie is the first index: sample 5 -> class 1
     hist = np.array([3, 2, 1]) / 6
     assert m["kl_class_hist"] == pytest.approx(float((hist * np.log(hist * 3)).sum()), rel=1e-12)
+    assert m["max_class_fraction"] == pytest.approx(3 / 6)
+    assert M.class_histogram_metrics(logits[:3], np.array([1 / 3] * 3))["max_class_fraction"] == 1.0  # collapsed
 
 
 def test_fid_of_a_collapsed_generator_is_finite_and_exact():

@@ -115,6 +115,7 @@ def _check_champion(client, proj):
     finally:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)  # set_registry_uri exported it; None does not unset it
     z = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
     out = model.predict(z)
     G, _ = generator_from_checkpoint(load_checkpoint(proj / "models" / best / "selected" / "best.pt"))

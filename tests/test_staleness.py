@@ -250,9 +250,12 @@ def test_a_fresh_clone_has_no_changed_dependency_or_parameter(tmp_path):
     for args in (["init", "-q"], ["add", "-A"], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "c"]):
         subprocess.run(["git", *args], cwd=clone, check=True, capture_output=True)
     status = json.loads(_dvc(clone, "status", "--json"))
-    outs = {"data/prepared"} | {f"{d}/{v}" for d in ("models", "samples") for v in ("mlp", "dcgan")} | \
-        {f"models/{v}/{s}" for v in ("mlp", "dcgan") for s in ("train", "selected")} | \
-        {f"metrics/{v}.json" for v in ("mlp", "dcgan")}
+    from tasks.config import load_params
+
+    names = load_params(ROOT / "params.yaml").variant_names  # the committed default's variants
+    outs = {"data/prepared"} | {f"{d}/{v}" for d in ("models", "samples") for v in names} | \
+        {f"models/{v}/{s}" for v in names for s in ("train", "selected")} | \
+        {f"metrics/{v}.json" for v in names}
     problems = []
     for stage_name, changes in status.items():
         for change in changes:

@@ -274,3 +274,156 @@ def test_maxout_layer_is_the_max_over_pieces():
     torch.testing.assert_close(layer(x), expected, rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="at least 2 pieces"):
         Maxout(3, 4, pieces=1)
+
+
+# -- time to quality: EMA ramp-up, the EMA's BatchNorm statistics, R1 ----------------------------------
+def test_ema_rampup_follows_the_half_life_formula_and_reaches_the_configured_decay():
+    spec = V.resolve_spec("x", {"preset": "mlp", "ema": 0.999, "ema_rampup": 0.05, "z_dim": 3,
+                                "generator": {"hidden": [8]}, "discriminator": {"hidden": [8]}})
+    gan = V.build("x", spec, V.DataInfo("points", (2,), 0))
+    tr = Trainer(gan, torch.randn(32, 2), batch_size=8, seed=0)
+    cap = math.log(0.5) / math.log(0.999)  # 692.8 steps: the half-life of the fixed decay
+    for step in (0, 9, 99, 999, 13_856, 20_000):
+        tr.step = step
+        half = min(cap, 0.05 * (step + 1))
+        assert tr.ema_beta() == pytest.approx(2 ** (-1 / half), rel=1e-12)
+    tr.step = 20_000
+    assert tr.ema_beta() == pytest.approx(0.999, rel=1e-12)  # ramped up
+    tr.step = 0
+    assert tr.ema_beta() < 1e-5  # the first update all but copies G
+    with pytest.raises(ValueError, match="ema_rampup .*needs ema > 0"):
+        V.resolve_spec("x", {"preset": "mlp", "ema_rampup": 0.05})
+
+
+def test_ema_batchnorm_statistics_are_recomputed_for_the_ema_weights():
+    """After recalibration the EMA generator's first BatchNorm holds the mean and (unbiased)
+    variance of its own pre-normalisation activations over the fixed noise, computed here by hand
+    from the EMA weights; G's own statistics (and the global RNG) are untouched."""
+    spec = V.resolve_spec("x", {"preset": "dcgan", "ema": 0.9, "z_dim": 4,
+                                "generator": {"width": 4}, "discriminator": {"width": 4}})
+    torch.manual_seed(0)
+    gan = V.build("x", spec, V.DataInfo("image", (1, 28, 28), 0))
+    tr = Trainer(gan, torch.randint(0, 256, (32, 1, 28, 28), dtype=torch.uint8), batch_size=8, seed=0)
+    for _ in range(3):
+        tr.train_step()
+    g_stats = [b.clone() for b in gan.G.buffers()]
+    rng = torch.get_rng_state()
+    tr.recalibrate_ema_batchnorm(n=64, batch_size=32)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(a, b) for a, b in zip(g_stats, gan.G.buffers()))
+    z = torch.randn(64, 4, generator=torch.Generator().manual_seed(20231))
+    first_conv, bn = tr.G_ema.net[0], tr.G_ema.net[1]
+    with torch.no_grad():
+        h = first_conv(z.view(64, 4, 1, 1)).double()  # (64, C, 7, 7) before the first BatchNorm
+    per_channel = h.transpose(0, 1).flatten(1)
+    torch.testing.assert_close(bn.running_mean.double(), per_channel.mean(1), rtol=1e-5, atol=1e-6)
+    # cumulative average over two batches of 32 of the per-batch unbiased variances
+    halves = [h[:32], h[32:]]
+    var = torch.stack([x.transpose(0, 1).flatten(1).var(1, unbiased=True) for x in halves]).mean(0)
+    torch.testing.assert_close(bn.running_var.double(), var, rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(bn.running_mean, gan.G.net[1].running_mean)  # not G's statistics
+
+
+class _LinearD(torch.nn.Module):
+    """D(x) = <w, x> + b: its input gradient is w for every x, so R1 = ||w||^2."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.linspace(-1, 1, dim))
+        self.b = torch.nn.Parameter(torch.tensor(0.3))
+
+    def forward_all(self, x, y=None):
+        return {"logits": x.flatten(1) @ self.w + self.b, "features": x.flatten(1), "aux": None}
+
+
+class _AffineG(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 6)
+
+    def forward(self, z, y=None):
+        return self.lin(z)
+
+
+class _StepCtx(_Ctx):
+    def __init__(self, real, z, step):
+        super().__init__(real, z)
+        self.step = step
+
+
+@pytest.mark.parametrize("every,step,applied", [(1, 5, True), (4, 8, True), (4, 9, False)])
+def test_r1_penalty_equals_its_closed_form_on_a_linear_discriminator(every, step, applied):
+    gamma = 0.4
+    loss = L.BCELoss()
+    loss.tricks = L.Tricks(r1=gamma, r1_every=every)
+    D = _LinearD(6)
+    G = _AffineG()
+    real, z = torch.randn(8, 6), torch.randn(8, 3)
+    stats = loss.accumulate_gradients("D", G, D, _StepCtx(real, z, step))
+    w = D.w.detach()
+    if not applied:
+        assert "loss/D_r1" not in stats
+        return
+    assert float(stats["loss/D_r1"]) == pytest.approx(float(w.pow(2).sum()), rel=1e-6)
+    # the gradient the penalty adds to w is gamma * every * w (d/dw of gamma/2 * every * ||w||^2)
+    D.zero_grad()
+    plain = L.BCELoss()
+    plain.accumulate_gradients("D", G, D, _StepCtx(real, z, step))
+    base = D.w.grad.clone()
+    D.zero_grad()
+    loss.accumulate_gradients("D", G, D, _StepCtx(real, z, step))
+    torch.testing.assert_close(D.w.grad - base, gamma * every * w, rtol=1e-5, atol=1e-6)
+
+
+# -- the multi-scale discriminator ------------------------------------------------------------------
+class _ConstScaleD(N.Discriminator):
+    """A fixed logit per sample, different for each scale; remembers the input size it saw."""
+
+    def __init__(self, shape, value):
+        super().__init__()
+        self.shape, self.value = tuple(shape), value
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def forward_all(self, x, y=None):
+        assert tuple(x.shape[1:]) == self.shape
+        logits = torch.full((x.shape[0],), self.value) + self.w + 0 * x.mean()
+        return {"logits": logits, "features": x.flatten(1)[:, :3], "aux": None}
+
+
+def test_multiscale_discriminator_sees_each_scale_and_its_loss_is_the_mean_of_the_per_scale_losses():
+    values = iter([0.7, -0.4, 1.9])
+    D = N.MultiScale(lambda shape: _ConstScaleD(shape, next(values)), (1, 28, 28), 3)
+    assert D.shapes == [(1, 28, 28), (1, 14, 14), (1, 7, 7)]
+    x = torch.randn(5, 1, 28, 28)
+    out = D.forward_all(x)
+    assert out["logits"].shape == (5, 3) and out["features"].shape == (5, 9)
+    # the half scale is the 3x3 average (padding not counted) at stride 2
+    half = F.avg_pool2d(x, 3, 2, 1, count_include_pad=False)
+    torch.testing.assert_close(half[:, 0, 0, 0], (x[:, 0, :2, :2].sum((1, 2)) / 4))
+    fake = D.forward_all(torch.randn(5, 1, 28, 28))["logits"]
+    for loss in (L.BCELoss(), L.HingeLoss(), L.LSGANLoss(), L.WassersteinLoss()):
+        per_scale = [loss.d_objective(out["logits"][:, k], fake[:, k]) for k in range(3)]
+        combined = loss.d_objective(out["logits"], fake).detach()
+        assert float(combined) == pytest.approx(float(sum(per_scale).detach() / 3), rel=1e-6)
+        per_g = [loss.g_objective(fake[:, k]) for k in range(3)]
+        assert float(loss.g_objective(fake).detach()) == pytest.approx(float(sum(per_g).detach() / 3), rel=1e-6)
+
+
+def test_multiscale_option_builds_separate_networks_for_any_image_preset_and_trains():
+    torch.manual_seed(0)
+    spec = V.resolve_spec("x", {"preset": "dcgan", "z_dim": 8, "generator": {"width": 4},
+                                "discriminator": {"width": 4, "scales": 2}})
+    gan = V.build("x", spec, V.DataInfo("image", (1, 28, 28), 0))
+    assert isinstance(gan.D, N.MultiScale) and len(gan.D.nets) == 2
+    assert gan.D.nets[0] is not gan.D.nets[1] and gan.D.shapes[1] == (1, 14, 14)
+    tr = Trainer(gan, torch.randint(0, 256, (32, 1, 28, 28), dtype=torch.uint8), batch_size=8, seed=0)
+    stats = tr.train_step(measure=True)
+    assert all(math.isfinite(v) for v in stats.values())
+    with pytest.raises(ValueError, match="cannot take the 7x7 scale.*lower discriminator.scales"):
+        V.build("x", {**spec, "discriminator": {"arch": "dcgan", "width": 4, "scales": 3}},
+                V.DataInfo("image", (1, 28, 28), 0))
+    cgan = V.build("c", V.resolve_spec("c", {"preset": "cgan", "z_dim": 8, "generator": {"width": 4},
+                                            "discriminator": {"width": 4, "scales": 2}}),
+                   V.DataInfo("image", (1, 28, 28), 10))
+    y = torch.arange(4) % 10
+    assert cgan.D.forward_all(torch.randn(4, 1, 28, 28), y)["logits"].shape == (4, 2)
