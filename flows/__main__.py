@@ -85,6 +85,18 @@ def _list_variants(args: argparse.Namespace) -> int:
         print(f"\n{title}:")
         for e in reg:
             print(_entry_line(e))
+    import dataclasses
+
+    from gan_models.losses import Tricks
+
+    print("\nSettings of any variant (train.variants.<name>.KEY):")
+    for key, what in V.TOP_LEVEL_KEYS.items():
+        if key == "tricks":
+            what = "loss tricks: {" + ", ".join(f.name for f in dataclasses.fields(Tricks)) + "}"
+        print(f"  {key:<16} {what}")
+    print("\nOptions of any image discriminator (discriminator.KEY):")
+    for key, what in V.ANY_DISCRIMINATOR.items():
+        print(f"  {key:<16} {what}")
     plugins = loaded()
     print("\nPlugins: " + ("; ".join(p.describe() for p in plugins) if plugins else
                            "none (params.yaml `plugins:` or the `gan_pipeline.plugins` entry point adds some)"))

@@ -123,7 +123,7 @@ class GANLoss:
         with torch.no_grad():
             fake = G(b.z, b.fake_labels)
         t = self.tricks
-        lazy_r1 = t.r1 and step % t.r1_every == 0
+        lazy_r1 = t.r1 and (step + 1) % t.r1_every == 0  # the k-th, 2k-th ... step (logged where a log step falls)
         real = b.real.detach().requires_grad_(True) if lazy_r1 else b.real
         r, f = self._d(D, real, b.real_labels), self._d(D, fake, b.fake_labels)
         loss = self.d_objective(r["logits"], f["logits"])
@@ -136,8 +136,11 @@ class GANLoss:
         if lazy_r1:
             # R1: gamma/2 * E ||grad_x D(x)||^2 on the real images (before augmentation, as
             # StyleGAN2-ADA), every r1_every-th step with the weight scaled by r1_every
-            (grad,) = torch.autograd.grad(r["logits"].sum(), real, create_graph=True)
-            r1 = grad.pow(2).flatten(1).sum(1).mean()
+            # one logit per input D judges (a multi-scale D: the mean of its scales'; a pack of m
+            # samples is one input, so the expectation runs over packs)
+            per_input = r["logits"].reshape(r["logits"].shape[0], -1).mean(1)
+            (grad,) = torch.autograd.grad(per_input.sum(), real, create_graph=True)
+            r1 = grad.pow(2).sum() / per_input.shape[0]
             stats["loss/D_r1"] = r1.detach()
             loss = loss + 0.5 * t.r1 * t.r1_every * r1
         if self.auxiliary:  # ACGAN: classify real and generated samples by their labels

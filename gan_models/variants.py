@@ -23,7 +23,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import losses, networks, translation
+from . import losses, networks, stylegan, translation
 from .data import DataInfo
 from .registry import Registry, call_with_options
 
@@ -57,6 +57,11 @@ TOP_LEVEL_KEYS = {
     "lr_g": "generator learning rate (> 0)",
     "lr_d": "discriminator learning rate (> 0); differs from lr_g for TTUR",
     "betas": "Adam betas [beta1, beta2], each in [0, 1)",
+}
+# Options every image discriminator takes, whatever its arch (applied by ``build``).
+ANY_DISCRIMINATOR = {
+    "scales": "N >= 1: the same architecture, separate weights, at full, 1/2, 1/4 ... resolution, logits side by "
+              "side so the loss is the mean of the per-scale losses (pix2pixHD's multi-scale D)",
 }
 DEFAULTS = {"tricks": {}, "conditioning": "none", "ema": 0.0, "ema_rampup": 0.0, "lr_decay": 0.0}
 CONDITIONING = ("none", "input", "auxiliary")
@@ -351,6 +356,10 @@ GENERATORS.register("dcgan", _dcgan_generator, "transposed convolutions + BatchN
                     "options: self_attention, spectral_norm")
 GENERATORS.register("resnet", _resnet_generator, "residual up-sampling blocks with BatchNorm and dropout")
 GENERATORS.register("progan", _progan_generator, "progressive growing with fade-in, PixelNorm (Karras et al. 2018)")
+GENERATORS.register("stylegan", stylegan.StyleGenerator,
+                    "StyleGAN2: mapping network (lr x 0.01), constant input, modulated + demodulated convolutions, "
+                    "per-layer noise, skip outputs, style mixing, truncation (options: width, max_width, w_dim, "
+                    "mapping_depth, mixing_prob, truncation_psi); 28 px drawn at 32 and centre-cropped")
 DISCRIMINATORS.register("mlp", _mlp_discriminator, "MLP: flatten -> [Linear, LeakyReLU(0.2)]*n -> logit; "
                         "options: spectral_norm, minibatch_features, maxout (pieces per unit)")
 DISCRIMINATORS.register("dcgan", _dcgan_discriminator, "strided convolutions + BatchNorm + LeakyReLU(0.2); options: "
@@ -358,6 +367,9 @@ DISCRIMINATORS.register("dcgan", _dcgan_discriminator, "strided convolutions + B
 DISCRIMINATORS.register("resnet", _resnet_discriminator, "residual down-sampling blocks, global sum pooling")
 DISCRIMINATORS.register("progan", _progan_discriminator, "progressive growing mirror of the generator, "
                         "minibatch standard deviation")
+DISCRIMINATORS.register("stylegan", stylegan.StyleDiscriminator,
+                        "StyleGAN2's residual D with minibatch standard deviation, equalised learning rate "
+                        "(options: width, max_width, mbstd_group); 28 px padded to 32 with its edge pixels")
 
 
 def _unet(source_shape, data_shape, out_activation, width: int = 32, depth: int = 0, dropout: float = 0.5):
@@ -476,6 +488,15 @@ register_variant("progan", "progressive growing: resolution doubles in phases wi
                      "discriminator": {"arch": "progan", "width": 32},
                      "loss": {"name": "wgan_gp", "n_critic": 1, "gp_weight": 10.0, "drift": 0.001},
                      "z_dim": 100, "optimizer": "adam", "lr_g": 1e-3, "lr_d": 1e-3, "betas": [0.0, 0.99]})
+register_variant("stylegan", "compact StyleGAN2 (Karras et al. 2020): style-based G with style mixing 0.9, "
+                 "residual D with minibatch stddev, non-saturating loss, lazy R1 every 16 D steps, G EMA with "
+                 "ramp-up, Adam 0.0025 betas (0, 0.99)", {
+                     "generator": {"arch": "stylegan", "width": 16, "max_width": 64, "w_dim": 128,
+                                   "mapping_depth": 2, "mixing_prob": 0.9, "truncation_psi": 1.0},
+                     "discriminator": {"arch": "stylegan", "width": 16, "max_width": 64},
+                     "loss": {"name": "bce"}, "tricks": {"r1": 0.1, "r1_every": 16},
+                     "ema": 0.998, "ema_rampup": 0.05, "z_dim": 128,
+                     "optimizer": "adam", "lr_g": 0.0025, "lr_d": 0.0025, "betas": [0.0, 0.99]})
 register_variant("unrolled", "unrolled GAN: G's loss against D unrolled 5 differentiable steps ahead "
                  "(Metz et al. 2017), MLP networks", {
                      "generator": {"arch": "mlp", "hidden": [256]},

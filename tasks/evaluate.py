@@ -54,6 +54,9 @@ def evaluate(params: Params, variant: str, layout: Layout = Layout()) -> dict[st
         return json.loads(out.read_text())
     G, z_dim = generator_from_checkpoint(ckpt)
     scorer = Scorer.load(layout, prep, "train")
+    psi = getattr(G, "truncation_psi", None)  # a StyleGAN: the metrics at psi = 1, the trade-off beside them
+    if psi is not None:
+        G.truncation_psi = 1.0
     # A translation variant translates every held-out input (its ground truth is there).
     task = ckpt["data"].get("task")
     n = len(prep.held_a) if task else cfg.n_samples
@@ -62,6 +65,8 @@ def evaluate(params: Params, variant: str, layout: Layout = Layout()) -> dict[st
     div, div_info = diversity(params, layout, prep, fake, labels if getattr(G, "n_classes", 0) else None)
     scores.update(div)
     scores.update(independent_scores(layout, prep, fake))  # judged by a classifier no recipe trains against
+    if psi is not None:
+        scores.update(truncation_tradeoff(scorer, G, z_dim, cfg, psi))
     baselines = (prep.translation or {}).get("baselines", {}) if task else {}
     for name, row in baselines.items():  # what the translation must beat, computed the same way
         scores.update({f"{name}_{k}": v for k, v in row.items() if k != "sigma"})
@@ -80,6 +85,27 @@ def evaluate(params: Params, variant: str, layout: Layout = Layout()) -> dict[st
     out.parent.mkdir(parents=True, exist_ok=True)
     write_record(out, record, [])
     return json.loads(out.read_text())
+
+
+TRUNCATION_PSIS = (0.5, 0.7)  # besides psi = 1 (the headline metrics) and the variant's own
+
+
+def truncation_tradeoff(scorer: Scorer, G, z_dim: int, cfg, psi: float) -> dict[str, float]:
+    """FID, precision, recall, confident share and classes covered at each truncation psi of
+    ``TRUNCATION_PSIS`` and the configured ``psi`` (when not 1), as ``psi<value>_<metric>``: the
+    same samples' noise, w pulled towards the average w.  ``G.truncation_psi`` is left as found."""
+    out = {}
+    keep = ("fid", "precision", "recall", "confident_fraction", "classes_covered")
+    before = G.truncation_psi
+    try:
+        for p in sorted({*TRUNCATION_PSIS, float(psi)} - {1.0}):
+            G.truncation_psi = p
+            s, _, _ = scorer.score_generator(G, z_dim, cfg.n_samples, cfg.seed, is_splits=cfg.is_splits,
+                                             extended=("precision_recall",))
+            out.update({f"psi{p:g}_{k}": s[k] for k in keep if k in s})
+    finally:
+        G.truncation_psi = before
+    return out
 
 
 def diversity_net(params: Params, layout: Layout) -> str:

@@ -8,7 +8,9 @@ conditional variants, labels), interpolation.png (latent walks: each row a spher
 interpolation between two noise vectors), traversal.png (the noise dimensions that move the
 output most, each set from -3 to +3 with the others fixed; every dimension's measured effect in
 export.json) and, for conditional variants, classes.png (a row per class, the same noise in every
-row).
+row).  A StyleGAN also gets traversal_w.png (the same in its style space w), style_mixing.png
+(coarse styles from the row sources, fine from the column sources) and truncation.png (a row per
+noise vector, psi from 0 to 1).
 2D mixtures: scatter.png (samples over the real data) and samples.npz.
 """
 
@@ -60,7 +62,7 @@ def export(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
     y = balanced_labels(n, n_classes)
     x = generate(G, z, y)
     out.mkdir(parents=True, exist_ok=True)
-    files = []
+    files, extra = [], {}
     title = f"{variant} (step {ckpt['step']})"
     if prep.info.kind == "points":
         save_arrays(out / "samples.npz", x=x[:cfg.n_array].numpy(), z=z[:cfg.n_array].numpy())
@@ -95,10 +97,21 @@ def export(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
         grid_images, traversal = noise_traversal(G, z_dim, n_classes, cfg.seed + 1)
         I.save_png(out / "traversal.png", I.grid(grid_images, nrow=len(TRAVERSAL_VALUES)), scale=scale)
         files.append(out / "traversal.png")
+        if hasattr(G, "mapping_ws"):  # StyleGAN: w-space traversal, style mixing, truncation
+            grid_images, traversal_w = noise_traversal(G, z_dim, n_classes, cfg.seed + 1, space="w")
+            I.save_png(out / "traversal_w.png", I.grid(grid_images, nrow=len(TRAVERSAL_VALUES)), scale=scale)
+            images, per_row, mixing = style_mixing(G, z_dim, n_classes, cfg.seed + 2)
+            I.save_png(out / "style_mixing.png", I.grid(images, nrow=per_row), scale=scale)
+            I.save_png(out / "truncation.png", I.grid(truncation_strip(G, z_dim, n_classes, cfg.seed + 3),
+                                                      nrow=len(TRUNCATION_STRIP)), scale=scale)
+            extra["stylegan"] = {"traversal_w": traversal_w, "style_mixing": mixing,
+                                 "truncation_psis": list(TRUNCATION_STRIP)}
+            files += [out / "traversal_w.png", out / "style_mixing.png", out / "truncation.png"]
         files += [out / "images" / f"{i:03d}.png" for i in range(cfg.n_images)]
     write_record(out / "export.json", {"fingerprint": fp.value, "code": fp.code, "variant": variant, "step": int(ckpt["step"]),
                                        "seed": cfg.seed, "files": [str(f.relative_to(out)) for f in files],
-                                       **({"traversal": traversal} if prep.info.kind == "image" else {})}, files)
+                                       **({"traversal": traversal} if prep.info.kind == "image" else {}), **extra},
+                 files)
     return json.loads((out / "export.json").read_text())
 
 
@@ -107,40 +120,101 @@ TRAVERSAL_DIMS, TRAVERSAL_BASES, TRAVERSAL_PROBES = 6, 2, 16
 
 
 @torch.no_grad()
-def noise_traversal(G, z_dim: int, n_classes: int, seed: int) -> tuple[torch.Tensor, dict[str, Any]]:
+def noise_traversal(G, z_dim: int, n_classes: int, seed: int, space: str = "z") -> tuple[torch.Tensor, dict[str, Any]]:
     """Which noise dimensions move the output most, and a grid that moves them one at a time.
 
-    Effect of dimension d: the mean absolute pixel difference (model range [-1, 1]) between
-    G(z with z_d = +3) and G(z with z_d = -3) over ``TRAVERSAL_PROBES`` fixed noise vectors (a
-    conditional G keeps each probe's label).  The grid: for the ``TRAVERSAL_DIMS`` dimensions of
-    largest effect, for each of ``TRAVERSAL_BASES`` fixed noise vectors, a row with z_d set to
-    each of ``TRAVERSAL_VALUES`` and every other coordinate unchanged.  Returns (the grid's
-    images, row-major, and the record: every dimension's effect, the chosen ones)."""
+    In ``space`` "z" a dimension takes the values ``TRAVERSAL_VALUES``; in "w" (a StyleGAN's
+    style space) the mean of w_d plus those values times w_d's standard deviation (both over
+    1,000 mapped noise vectors), fed to every layer.  Effect of dimension d: the mean absolute
+    pixel difference (model range [-1, 1]) between the images at the largest and the smallest
+    value over ``TRAVERSAL_PROBES`` fixed vectors (a conditional G keeps each probe's label).
+    The grid: for the ``TRAVERSAL_DIMS`` dimensions of largest effect, for each of
+    ``TRAVERSAL_BASES`` fixed vectors, a row with dimension d set to each value and every other
+    coordinate unchanged.  Returns (the grid's images, row-major, and the record: every
+    dimension's effect, the chosen ones)."""
     gen = torch.Generator().manual_seed(seed)
-    probes = torch.randn(TRAVERSAL_PROBES, z_dim, generator=gen)
+    values = torch.tensor(TRAVERSAL_VALUES)
+    if space == "w":
+        def to_w(n):
+            z = torch.randn(n, z_dim, generator=gen)
+            return G.mapping_ws(z, balanced_labels(n, n_classes), psi=1.0)[:, 0]
+        cloud = to_w(1000)
+        center, scale = cloud.mean(0), cloud.std(0)
+        draw = to_w
+        decode = lambda v, y: torch.cat([G.synthesis(c[:, None].expand(-1, G.num_ws, -1))  # noqa: E731
+                                         for c in v.split(500)])
+    else:
+        center, scale = torch.zeros(z_dim), torch.ones(z_dim)
+        draw = lambda n: torch.randn(n, z_dim, generator=gen)  # noqa: E731
+        decode = lambda v, y: generate(G, v, y)  # noqa: E731
+    dim = center.shape[0]
+    probes = draw(TRAVERSAL_PROBES)
     probe_y = balanced_labels(TRAVERSAL_PROBES, n_classes)
-    ends = probes.repeat(2 * z_dim, 1).view(2, z_dim, TRAVERSAL_PROBES, z_dim)
-    for d in range(z_dim):
-        ends[0, d, :, d], ends[1, d, :, d] = -3.0, 3.0
-    ys = probe_y.repeat(2 * z_dim) if probe_y is not None else None
-    imgs = generate(G, ends.reshape(-1, z_dim), ys).reshape(2, z_dim, TRAVERSAL_PROBES, -1)
-    effect = (imgs[1] - imgs[0]).abs().mean((1, 2))  # (z_dim,)
-    dims = effect.argsort(descending=True)[:min(TRAVERSAL_DIMS, z_dim)].tolist()
-    bases = torch.randn(TRAVERSAL_BASES, z_dim, generator=gen)
+    ends = probes.repeat(2 * dim, 1).view(2, dim, TRAVERSAL_PROBES, dim)
+    for d in range(dim):
+        ends[0, d, :, d] = center[d] + values[0] * scale[d]
+        ends[1, d, :, d] = center[d] + values[-1] * scale[d]
+    ys = probe_y.repeat(2 * dim) if probe_y is not None else None
+    imgs = decode(ends.reshape(-1, dim), ys).reshape(2, dim, TRAVERSAL_PROBES, -1)
+    effect = (imgs[1] - imgs[0]).abs().mean((1, 2))  # (dim,)
+    dims = effect.argsort(descending=True)[:min(TRAVERSAL_DIMS, dim)].tolist()
+    bases = draw(TRAVERSAL_BASES)
     base_y = balanced_labels(TRAVERSAL_BASES, n_classes)
     rows, row_y = [], []
     for d in dims:
         for b in range(TRAVERSAL_BASES):
             row = bases[b].repeat(len(TRAVERSAL_VALUES), 1)
-            row[:, d] = torch.tensor(TRAVERSAL_VALUES)
+            row[:, d] = center[d] + values * scale[d]
             rows.append(row)
             if base_y is not None:
                 row_y.append(base_y[b].repeat(len(TRAVERSAL_VALUES)))
-    grid = generate(G, torch.cat(rows), torch.cat(row_y) if row_y else None)
-    record = {"space": "z", "values": list(TRAVERSAL_VALUES), "rows": "each chosen dimension x each base vector",
+    grid = decode(torch.cat(rows), torch.cat(row_y) if row_y else None)
+    unit = "" if space == "z" else " standard deviations of w_d about its mean"
+    record = {"space": space, "values": list(TRAVERSAL_VALUES), "rows": "each chosen dimension x each base vector",
               "dims": dims, "effect": [round(float(e), 6) for e in effect],
-              "measure": f"mean |G(z_d=+3) - G(z_d=-3)| over {TRAVERSAL_PROBES} fixed noise vectors, pixels in [-1, 1]"}
+              "measure": f"mean |G({space}_d={TRAVERSAL_VALUES[-1]:+g}) - G({space}_d={TRAVERSAL_VALUES[0]:+g})|{unit} "
+                         f"over {TRAVERSAL_PROBES} fixed vectors, pixels in [-1, 1]"}
     return grid, record
+
+
+MIXING_SOURCES = 6  # style-mixing grid: sources per side
+TRUNCATION_STRIP = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+@torch.no_grad()
+def style_mixing(G, z_dim: int, n_classes: int, seed: int) -> tuple[torch.Tensor, int, dict[str, Any]]:
+    """The StyleGAN paper's style-mixing figure: the top row shows column sources, the left
+    column row sources; cell (r, c) takes the coarse styles (the rows of ws read by the
+    convolutions at 4 and 8 px) from row source r and the rest (the 8 px image output and
+    everything from 16 px up) from column source c.  Returns (the images,
+    row-major with a blank corner, the images per row, the record)."""
+    gen = torch.Generator().manual_seed(seed)
+    n = MIXING_SOURCES
+    y = balanced_labels(2 * n, n_classes)
+    ws = G.mapping_ws(torch.randn(2 * n, z_dim, generator=gen), y, psi=1.0)
+    rows_w, cols_w = ws[:n], ws[n:]
+    cutoff = G.rgb_rows[1] if len(G.rgb_rows) > 2 else G.num_ws // 2
+    cells = [torch.full((1, *G.synthesis(cols_w[:1]).shape[1:]), -1.0), G.synthesis(cols_w)]
+    for r in range(n):
+        mixed = cols_w.clone()
+        mixed[:, :cutoff] = rows_w[r:r + 1, :cutoff]
+        cells += [G.synthesis(rows_w[r:r + 1]), G.synthesis(mixed)]
+    record = {"sources": n, "cutoff_row": int(cutoff), "num_ws": int(G.num_ws),
+              "coarse": f"ws rows < {cutoff} (the 4 and 8 px convolutions) from the row source", "fine": "the rest from the column source"}
+    return torch.cat(cells), n + 1, record
+
+
+@torch.no_grad()
+def truncation_strip(G, z_dim: int, n_classes: int, seed: int, rows: int = 6) -> torch.Tensor:
+    """A row per fixed noise vector, a column per psi of ``TRUNCATION_STRIP`` (0: the average w)."""
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(rows, z_dim, generator=gen)
+    y = balanced_labels(rows, n_classes)
+    out = []
+    for i in range(rows):
+        yi = None if y is None else y[i:i + 1]
+        out.append(G.synthesis(torch.cat([G.mapping_ws(z[i:i + 1], yi, psi=p) for p in TRUNCATION_STRIP])))
+    return torch.cat(out)
 
 
 TRANSLATION_COLUMNS = 8  # images per row of translation.png

@@ -46,6 +46,8 @@ def select(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
         try:
             ckpt = ck.load_checkpoint(train_dir / entry["file"], entry["sha256"])
             G, z_dim = generator_from_checkpoint(ckpt)
+            if hasattr(G, "truncation_psi"):  # a StyleGAN is selected (and ranked) untruncated, like evaluate
+                G.truncation_psi = 1.0
             cand["scores"] = scorer.score_generator(G, z_dim, cfg.n_samples, cfg.seed,
                                                     task=ckpt["data"].get("task"))[0]
         except (ck.CheckpointError, ValueError) as e:

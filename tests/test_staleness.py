@@ -139,7 +139,8 @@ def test_every_preset_with_a_packed_discriminator_is_refused_up_front_or_trains(
     from gan_models.training import Trainer
     from tasks.config import ConfigError, load_params
 
-    small = {"mlp": {"hidden": [16]}, "dcgan": {"width": 8}, "resnet": {"width": 8}, "progan": {"width": 8}}
+    small = {"mlp": {"hidden": [16]}, "dcgan": {"width": 8}, "resnet": {"width": 8}, "progan": {"width": 8},
+             "stylegan": {"width": 4, "max_width": 8}}
     refused, trained = [], []
     for name in V.VARIANTS.names():
         preset = V.VARIANTS.get(name)
