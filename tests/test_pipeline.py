@@ -180,7 +180,8 @@ def test_every_preset_trains_through_the_pipeline_with_comparable_mlflow_runs(tm
 
     from gan_models.variants import VARIANTS, translation_task
 
-    small = {"mlp": {"hidden": [16]}, "dcgan": {"width": 8}, "resnet": {"width": 8}, "progan": {"width": 8}}
+    small = {"mlp": {"hidden": [16]}, "dcgan": {"width": 8}, "resnet": {"width": 8}, "progan": {"width": 8},
+             "stylegan": {"width": 4, "max_width": 8}}
     variants = {}
     # translation presets need translation data: tests/test_translation.py runs them through the flow
     names = [n for n in VARIANTS.names() if translation_task(VARIANTS.get(n)) is None]
@@ -206,6 +207,11 @@ def test_every_preset_trains_through_the_pipeline_with_comparable_mlflow_runs(tm
         assert not missing, (r.data.tags["variant"], missing)
     for name in ("cgan", "acgan"):
         assert (proj / "samples" / name / "classes.png").exists()
+    # StyleGAN: beside the others with the same names, plus its truncation trade-off and grids
+    style = next(r for r in children if r.data.tags["variant"] == "stylegan")
+    assert {"psi0.5_fid", "psi0.7_fid", "psi0.5_precision", "psi0.5_recall"} <= set(style.data.metrics)
+    for f in ("style_mixing.png", "truncation.png", "traversal_w.png"):
+        assert (proj / "samples" / "stylegan" / f).exists()
 
 
 def test_concurrent_variants_do_not_share_randomness(tmp_path):
