@@ -100,6 +100,17 @@ def run_one(dataset: str, variant: str, seed: int, steps: int, batch_size: int, 
     return out
 
 
+def save_figure(fig, path: Path, dpi: int) -> None:
+    """Write ``fig`` to ``path`` atomically (a temporary file, then a rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
 def _mean_se(xs: list[float]) -> tuple[float, float]:
     m = sum(xs) / len(xs)
     se = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) / math.sqrt(len(xs)) if len(xs) > 1 else 0.0
@@ -168,11 +179,7 @@ def plot(rows: list[dict], path: Path) -> None:
             lim = 1.5 if ds == "ring" else 6
             ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", xticks=[], yticks=[])
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=90)
 
 
 def _save(path: Path, rows: list[dict]) -> None:

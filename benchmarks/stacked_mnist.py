@@ -41,7 +41,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.mode_collapse import _mean_se  # noqa: E402
+from benchmarks.mode_collapse import _mean_se, save_figure  # noqa: E402
 
 OUT = ROOT / "reports" / "benchmarks"
 VARIANTS = ["dcgan", "pacgan", "minibatch_disc", "unrolled"]
@@ -160,10 +160,7 @@ def plot(rows: list[dict], path: Path) -> None:
     b.set(title="KL(generated modes || uniform)", xlabel="step")
     a.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=100)
 
 
 def main() -> int:

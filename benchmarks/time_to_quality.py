@@ -41,6 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "reports" / "benchmarks"
 
+from benchmarks.mode_collapse import save_figure  # noqa: E402
+
 # name -> (preset, overrides, batch size, where the recipe comes from).  All on the DCGAN networks
 # for 28 px (G: z -> 7x7 -> 14x14 -> 28x28, D mirrored) unless a recipe changes them.
 W32 = {"generator": {"arch": "dcgan", "width": 32}, "discriminator": {"arch": "dcgan", "width": 32}}
@@ -247,11 +249,7 @@ def plot(runs: list[dict], path: Path) -> None:
     b.legend(fontsize=8, ncol=2)
     fig.suptitle("Time to quality on the MNIST subset (dotted: repeats)")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=110)
 
 
 def main() -> int:
