@@ -97,6 +97,14 @@ def _list_variants(args: argparse.Namespace) -> int:
     print("\nOptions of any image discriminator (discriminator.KEY):")
     for key, what in V.ANY_DISCRIMINATOR.items():
         print(f"  {key:<16} {what}")
+    from gan_models.attributes import ATTRIBUTES
+
+    print("\nSeveral conditioning inputs, any image variant (conditioning: {inputs: [...], embed: N}):")
+    for key, what in V.MULTI_CONDITIONING.items():
+        print(f"  {key:<16} {what}")
+    print("\nAttributes prepare measures on grey images (conditioning.inputs; metrics attr_r_<name>):")
+    for e in ATTRIBUTES:
+        print(_entry_line(e))
     plugins = loaded()
     print("\nPlugins: " + ("; ".join(p.describe() for p in plugins) if plugins else
                            "none (params.yaml `plugins:` or the `gan_pipeline.plugins` entry point adds some)"))

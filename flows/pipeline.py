@@ -97,7 +97,8 @@ TABLE_KEYS = ("fid", "is_mean", "classes_covered", "confident_fraction", "indepe
               "independent_fid", "kid_mean", "precision", "recall",
               "density", "coverage", "clfpips_diversity_ratio", "lpips_alex_diversity_ratio",
               "lpips_vgg_diversity_ratio", "modes_covered", "high_quality_fraction", "reverse_kl", "fid_points",
-              "l1", "psnr", "ssim", "label_preservation", "cycle_l1_aba")
+              "l1", "psnr", "ssim", "label_preservation", "cycle_l1_aba", "label_agreement", "attr_r_thickness",
+              "attr_r_slant", "attr_r_width", "attr_r_height")
 
 
 def publish_artifacts(result: dict[str, Any], params: Params, params_file: str) -> None:

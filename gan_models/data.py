@@ -30,6 +30,9 @@ class DataInfo:
     # "unpaired" (two domains); ``shape`` is then the target domain's, ``source_shape`` the input's.
     task: str | None = None
     source_shape: tuple[int, ...] | None = None
+    # Per-sample inputs besides the label that a variant can be conditioned on: (name, dimension),
+    # measured attributes of grey images or a folder's own (prepare.inputs).
+    inputs: tuple[tuple[str, int], ...] = ()
 
 
 def to_model_range(batch: torch.Tensor) -> torch.Tensor:
@@ -62,6 +65,8 @@ class RawData:
     source_y: np.ndarray | None = None
     aligned: bool = False
     held: "RawData | None" = None
+    # Per-sample inputs a loader brings (a folder's prepare.inputs): name -> float32 (N,) or (N, d).
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -152,8 +157,9 @@ def _torchvision(cls_name: str) -> Callable[..., RawData]:
 
 
 def load_folder(root: str | None = None, image_size: int | None = None, channels: int | None = None,
-                **_: Any) -> RawData:
+                inputs: str | None = None, **_: Any) -> RawData:
     """Images under ``root``; class sub-folders (root/cat/*.png) give labels, loose files none.
+    ``inputs``: per-image values to condition on (``read_inputs``: a CSV or a .npy).
 
     All images are converted to ``channels`` (1 = grey, 3 = RGB; default: grey when every image
     is grey) and resized to ``image_size`` (default: the size of the first image; all must match).
@@ -173,7 +179,99 @@ def load_folder(root: str | None = None, image_size: int | None = None, channels
         y = np.array([class_names.index(p.relative_to(base).parts[0]) for p in files], dtype=np.int64)
     else:
         y, class_names = np.full(len(files), -1, dtype=np.int64), []
-    return RawData(x, y, "image", classes=list(class_names))
+    per_image = read_inputs(inputs, base, files) if inputs is not None else {}
+    return RawData(x, y, "image", classes=list(class_names), inputs=per_image,
+                   extra={"inputs_file": str(inputs)} if inputs is not None else {})
+
+
+def read_inputs(path: str | Path, root: Path, files: list[Path]) -> dict[str, np.ndarray]:
+    """Per-image inputs for the images ``files`` under ``root``, validated before any work:
+
+    * a CSV whose first row names the columns, the first being ``file`` (the image's path under
+      root, or its bare name when names are unique); every other column is a number per image and
+      becomes an input of that name;
+    * a ``.npy`` array of shape (N, d) (or (N,)) whose row i belongs to the i-th image in sorted
+      path order (``python -m flows datasets`` order); it becomes one input named after the file.
+
+    Every image needs a value of every input: a missing row, an unknown file, a duplicate, a value
+    that is not a finite number or a wrong length raises DataError naming the file and row."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"prepare.inputs: {str(p)!r} not found; point it at a CSV (file,column,...) or a .npy of "
+                        "per-image vectors")
+    rel = [f.relative_to(root).as_posix() for f in files]
+    if p.suffix.lower() == ".npy":
+        try:
+            a = np.load(p, allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise DataError(f"prepare.inputs: cannot read {str(p)!r} as a numeric .npy array ({e})") from None
+        if a.dtype.kind not in "fiub" or a.ndim not in (1, 2):
+            raise DataError(f"prepare.inputs: {str(p)!r} must hold numbers of shape (N,) or (N, d), got {a.dtype} "
+                            f"{a.shape}")
+        a = a.reshape(len(a), -1).astype(np.float32)
+        if len(a) != len(files):
+            raise DataError(f"prepare.inputs: {str(p)!r} has {len(a)} rows but {str(root)!r} has {len(files)} images; "
+                            "row i belongs to the i-th image in sorted path order")
+        bad = np.flatnonzero(~np.isfinite(a).all(1))
+        if len(bad):
+            raise DataError(f"prepare.inputs: {str(p)!r} row {bad[0]} (image {rel[bad[0]]}) is not finite")
+        return {_input_name(p.stem, p, "the file name"): a}
+    import csv
+
+    try:
+        with open(p, newline="") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"prepare.inputs: cannot read {str(p)!r} as CSV ({e})") from None
+    if not rows or not rows[0] or rows[0][0].strip().lower() != "file" or len(rows[0]) < 2:
+        raise DataError(f"prepare.inputs: the first row of {str(p)!r} must name the columns, starting with `file` "
+                        "and then one or more inputs (e.g. file,thickness,brightness)")
+    names = [_input_name(c.strip(), p, "column") for c in rows[0][1:]]
+    if len(set(names)) != len(names):
+        raise DataError(f"prepare.inputs: {str(p)!r} names a column twice: {rows[0]}")
+    by_rel = {r: i for i, r in enumerate(rel)}
+    base_names: dict[str, int] = {}
+    for i, r in enumerate(rel):
+        base_names[r.rsplit("/", 1)[-1]] = -1 if r.rsplit("/", 1)[-1] in base_names else i
+    values = np.full((len(files), len(names)), np.nan, dtype=np.float64)
+    seen: dict[int, int] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != len(names) + 1:
+            raise DataError(f"prepare.inputs: {str(p)!r} row {line} has {len(row)} values, expected {len(names) + 1} "
+                            f"({', '.join(rows[0])})")
+        key = row[0].strip()
+        i = by_rel.get(key, base_names.get(key))
+        if i is None:
+            raise DataError(f"prepare.inputs: {str(p)!r} row {line}: no image {key!r} under {str(root)!r}")
+        if i == -1:
+            raise DataError(f"prepare.inputs: {str(p)!r} row {line}: {key!r} names several images; give the path "
+                            "under the root (e.g. class/name.png)")
+        if i in seen:
+            raise DataError(f"prepare.inputs: {str(p)!r} row {line}: image {rel[i]} is listed twice (first on row "
+                            f"{seen[i]})")
+        seen[i] = line
+        for j, (col, cell) in enumerate(zip(names, row[1:])):
+            try:
+                v = float(cell)
+            except ValueError:
+                v = float("nan")
+            if not np.isfinite(v):
+                raise DataError(f"prepare.inputs: {str(p)!r} row {line}, column {col}: {cell!r} is not a finite number")
+            values[i, j] = v
+    missing = [rel[i] for i in range(len(files)) if i not in seen]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise DataError(f"prepare.inputs: {str(p)!r} has no row for image {missing[0]}{more}; every image needs one")
+    return {n: values[:, j].astype(np.float32) for j, n in enumerate(names)}
+
+
+def _input_name(name: str, path: Path, what: str) -> str:
+    if not name.isidentifier():
+        raise DataError(f"prepare.inputs: {what} {name!r} of {str(path)!r} is not a usable input name (letters, digits, "
+                        "underscores; it is how a variant's conditioning.inputs names it)")
+    return name
 
 
 def _image_files(folder: Path) -> list[Path]:

@@ -180,6 +180,7 @@ class StyleGenerator(nn.Module):
         self.z_dim, self.n_classes, self.w_dim = z_dim, n_classes, w_dim
         self.mixing_prob, self.truncation_psi, self.w_avg_beta = mixing_prob, truncation_psi, w_avg_beta
         self.out_activation = out_activation
+        self.fixed_tail = 0  # columns of z that style mixing keeps (a multi-input G's condition)
         self.mapping = MappingNetwork(z_dim, w_dim, mapping_depth, mapping_lr_mul, n_classes)
         self.register_buffer("w_avg", torch.zeros(w_dim))
         top = self.res
@@ -232,7 +233,10 @@ class StyleGenerator(nn.Module):
             ws = w[:, None].repeat(1, self.num_ws, 1)
             if self.mixing_prob and torch.rand(()) < self.mixing_prob:
                 cutoff = int(torch.randint(1, self.num_ws, ()))
-                ws[:, cutoff:] = self.mapping(torch.randn_like(z), y)[:, None]
+                z2 = torch.randn_like(z)
+                if self.fixed_tail:  # a multi-input G's fused condition sits in the last columns: keep it
+                    z2[:, -self.fixed_tail:] = z[:, -self.fixed_tail:]
+                ws[:, cutoff:] = self.mapping(z2, y)[:, None]
             return self.synthesis(ws)
         return self.synthesis(self.mapping_ws(z, y))
 

@@ -25,6 +25,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from . import conditioning
 from .data import to_model_range
 from .losses import Batch
 from .variants import GAN, memory_format
@@ -101,8 +102,9 @@ class Trainer:
         if data.shape[0] < batch_size:
             raise ValueError(f"the training set has {data.shape[0]} samples, fewer than the batch size "
                              f"{batch_size}; lower train.batch_size")
-        if gan.n_classes and labels is None:
-            raise ValueError(f"variant {gan.name!r} is conditional and needs class labels")
+        if (gan.n_classes or gan.conditioned) and labels is None:
+            raise ValueError(f"variant {gan.name!r} is conditional and needs class labels" +
+                             (" and its inputs' values (gan_models.conditioning.table)" if gan.conditioned else ""))
         self.translation = gan.loss.translation
         if self.translation and source is None:
             raise ValueError(f"variant {gan.name!r} translates images and needs the input domain (source)")
@@ -115,7 +117,12 @@ class Trainer:
             raise ValueError(f"the batch size {batch_size} must be a multiple of the number of processes "
                              f"{self.world}: each trains on an equal share")
         self.gan = gan
-        self.labels = labels if gan.n_classes else None
+        # class labels, or for a multi-input variant the (N, columns) condition rows
+        self.labels = labels if gan.n_classes or gan.conditioned else None
+        if gan.conditioned:  # standardisation of the inputs and G's bank of real condition rows
+            if labels.shape[0] != data.shape[0]:
+                raise ValueError(f"{labels.shape[0]} condition rows for {data.shape[0]} training samples")
+            conditioning.fit(gan.G, [gan.G.encoder, gan.D.encoder], labels, seed)
         # EMA of G's weights (sampling uses it when kept): a copy updated after every G step.
         self.G_ema = copy.deepcopy(gan.G).eval().requires_grad_(False) if gan.ema > 0 else None
         self.device = torch.device(device)
@@ -145,7 +152,8 @@ class Trainer:
         # Fixed probes for the diagnostics, from their own generator so they consume nothing.
         probe = torch.Generator().manual_seed(seed + 1)
         self.probe_z = torch.randn(64, gan.z_dim, generator=probe).to(self.device)
-        self.probe_y = (torch.arange(64) % gan.n_classes).to(self.device) if gan.n_classes else None
+        probe_y = conditioning.conditions_for(gan.G, 64)
+        self.probe_y = probe_y.to(self.device) if probe_y is not None else None
         n_probe = min(64, data.shape[0])
         self.probe_real = to_model_range(data[torch.randperm(data.shape[0], generator=probe)[:n_probe]])
         self.real_diversity = _mean_pairwise_distance(self.probe_real)
@@ -254,10 +262,11 @@ class Trainer:
             m.reset_running_stats()
             m.momentum = None  # cumulative average over the batches below
         self.G_ema.train()
+        requested = conditioning.conditions_for(self.G_ema, n)
         with torch.random.fork_rng(devices=[]):  # dropout in G draws from the global RNG: leave it as it was
             for i in range(0, n, batch_size):
                 k = min(batch_size, n - i)
-                y = balanced_labels(k, self.gan.n_classes)
+                y = requested[i:i + k] if requested is not None else None
                 self.G_ema(torch.randn(k, self.gan.z_dim, generator=gen).to(self.device),
                            None if y is None else y.to(self.device))
         self.G_ema.eval()
@@ -349,10 +358,11 @@ def balanced_labels(n: int, n_classes: int) -> torch.Tensor | None:
 def sample(G: nn.Module, n: int, z_dim: int, seed: int, batch_size: int = 500,
            device: str | torch.device = "cpu") -> torch.Tensor:
     """``n`` samples from ``G`` in eval mode with noise from ``seed``; float in model range, on CPU.
-    A conditional G draws every class equally often."""
+    A conditional G draws every class equally often, a multi-input one its bank's conditions
+    (``conditioning.conditions_for``)."""
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(n, z_dim, generator=gen)
-    return generate(G, z, balanced_labels(n, getattr(G, "n_classes", 0)), batch_size=batch_size, device=device)
+    return generate(G, z, conditioning.conditions_for(G, n), batch_size=batch_size, device=device)
 
 
 @torch.no_grad()

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import losses, networks, stylegan, translation
+from . import conditioning as cond_, losses, networks, stylegan, translation
 from .data import DataInfo
 from .registry import Registry, call_with_options
 
@@ -47,7 +47,9 @@ TOP_LEVEL_KEYS = {
     "discriminator": "discriminator architecture and its options: {arch: NAME, ...}",
     "loss": "adversarial loss and its options: {name: NAME, ...}",
     "tricks": "loss tricks: {feature_matching, unrolled_steps, unrolled_lr, augment, aux_weight, pack}",
-    "conditioning": "none, input (cGAN: G and D get the label) or auxiliary (ACGAN: D classifies)",
+    "conditioning": "none, input (cGAN: G and D get the label), auxiliary (ACGAN: D classifies), or several inputs "
+                    "{inputs: [label, thickness, ...], embed: 16}: a branch per input in G fused with the noise, "
+                    "a projection D (Miyato & Koyama 2018)",
     "ema": "decay of an exponential moving average of G's weights used for sampling (0 = off)",
     "ema_rampup": "EMA warm-up: the EMA's half-life (in steps) is ema_rampup x step until it reaches that of "
                   "`ema` (StyleGAN's ema_rampup, e.g. 0.05; 0 = the fixed decay from step 0)",
@@ -65,6 +67,12 @@ ANY_DISCRIMINATOR = {
 }
 DEFAULTS = {"tricks": {}, "conditioning": "none", "ema": 0.0, "ema_rampup": 0.0, "lr_decay": 0.0}
 CONDITIONING = ("none", "input", "auxiliary")
+# conditioning: {inputs: [...], embed: N}: what each key means (`flows variants` lists them)
+MULTI_CONDITIONING = {
+    "inputs": "the per-sample inputs G is conditioned on, by name: label (the class) and any of the data set's "
+              "inputs (measured on grey images: thickness, slant, width, height; a folder's prepare.inputs columns)",
+    "embed": "width of each input's branch (label: an embedding; continuous: Linear-LeakyReLU-Linear), default 16",
+}
 
 
 def register_variant(name: str, description: str, spec: dict[str, Any]) -> None:
@@ -118,9 +126,11 @@ def _validate_spec(name: str, spec: dict[str, Any]) -> None:
         v = spec[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
             raise ValueError(f"variant {name!r}: {key} must be a number > 0, got {v!r}")
-    if spec["conditioning"] not in CONDITIONING:
-        raise ValueError(f"variant {name!r}: conditioning must be one of {', '.join(CONDITIONING)}, "
-                         f"got {spec['conditioning']!r}")
+    if isinstance(spec["conditioning"], dict):
+        _multi_inputs(name, spec["conditioning"])
+    elif spec["conditioning"] not in CONDITIONING:
+        raise ValueError(f"variant {name!r}: conditioning must be one of {', '.join(CONDITIONING)} or a mapping "
+                         f"{{inputs: [label, thickness, ...], embed: 16}}, got {spec['conditioning']!r}")
     e = spec["ema"]
     if isinstance(e, bool) or not isinstance(e, (int, float)) or not 0 <= e < 1:
         raise ValueError(f"variant {name!r}: ema must be a decay in [0, 1) (0 = off), got {e!r}")
@@ -179,6 +189,11 @@ class GAN:
     n_classes: int = 0  # > 0: G takes labels
 
     @property
+    def conditioned(self) -> bool:
+        """G takes rows of several conditioning inputs (gan_models.conditioning)."""
+        return cond_.is_conditioned(self.G)
+
+    @property
     def ema(self) -> float:
         return float(self.spec.get("ema", 0.0))
 
@@ -212,6 +227,8 @@ def build(name: str, spec: dict[str, Any], data: DataInfo) -> GAN:
         raise ValueError(f"variant {name!r}: generator {g_arch!r} needs a translation loss")
     tricks = call_with_options(f"variant {name!r}: tricks", losses.Tricks, {}, spec["tricks"])
     cond = spec["conditioning"]
+    if isinstance(cond, dict):
+        return _build_multi(name, spec, data, tricks, g_arch, g_opts, d_arch, d_opts, l_name, l_opts)
     if cond != "none" and data.n_classes < 2:
         raise ValueError(f"variant {name!r}: conditioning {cond!r} needs labelled data (class labels); "
                          "this data set has none")
@@ -226,6 +243,17 @@ def build(name: str, spec: dict[str, Any], data: DataInfo) -> GAN:
     G = call_with_options(f"variant {name!r}: generator {g_arch!r}", GENERATORS.get(g_arch),
                           {"z_dim": spec["z_dim"], "data_shape": data.shape, "out_activation": out_act,
                            "n_classes": n_cls}, g_opts)
+    D = _make_discriminator(name, d_arch, d_opts, d_shape, n_cls if cond == "input" else 0,
+                            n_cls if cond == "auxiliary" else 0)
+    if tricks.pack > 1:
+        D = networks.Packed(D, tricks.pack)
+    loss = _make_loss(name, l_name, l_opts, tricks, auxiliary=cond == "auxiliary")
+    return GAN(name=name, spec=spec, G=G, D=D, loss=loss, z_dim=spec["z_dim"], n_classes=n_cls)
+
+
+def _make_discriminator(name: str, d_arch: str, d_opts: dict, d_shape: tuple, n_classes: int, aux_classes: int):
+    """One discriminator, or ``discriminator.scales`` of them at halving resolutions (pix2pixHD)."""
+    d_opts = dict(d_opts)
     scales = d_opts.pop("scales", 1)  # any image discriminator, at several resolutions (pix2pixHD)
     if isinstance(scales, bool) or not isinstance(scales, int) or scales < 1:
         raise ValueError(f"variant {name!r}: discriminator.scales must be an integer >= 1, got {scales!r}")
@@ -233,23 +261,76 @@ def build(name: str, spec: dict[str, Any], data: DataInfo) -> GAN:
     def make_d(shape):
         try:
             return call_with_options(f"variant {name!r}: discriminator {d_arch!r}", DISCRIMINATORS.get(d_arch),
-                                     {"data_shape": shape, "n_classes": n_cls if cond == "input" else 0,
-                                      "aux_classes": n_cls if cond == "auxiliary" else 0}, d_opts)
+                                     {"data_shape": shape, "n_classes": n_classes, "aux_classes": aux_classes},
+                                     d_opts)
         except ValueError as e:
             if shape == d_shape:
                 raise
             raise ValueError(f"variant {name!r}: discriminator.scales={scales}: the {d_arch} discriminator cannot "
                              f"take the {shape[-1]}x{shape[-1]} scale ({e}); lower discriminator.scales") from None
 
-    D = make_d(d_shape) if scales == 1 else networks.MultiScale(make_d, d_shape, scales)
-    if tricks.pack > 1:
-        D = networks.Packed(D, tricks.pack)
+    return make_d(d_shape) if scales == 1 else networks.MultiScale(make_d, d_shape, scales)
+
+
+def _make_loss(name: str, l_name: str, l_opts: dict, tricks: losses.Tricks, auxiliary: bool) -> losses.GANLoss:
     loss = call_with_options(f"variant {name!r}: loss {l_name!r}", LOSSES.get(l_name), {}, l_opts)
     loss.tricks = tricks
-    loss.auxiliary = cond == "auxiliary"
+    loss.auxiliary = auxiliary
     if tricks.feature_matching and tricks.unrolled_steps:
         raise ValueError(f"variant {name!r}: tricks.feature_matching and tricks.unrolled_steps exclude each other")
-    return GAN(name=name, spec=spec, G=G, D=D, loss=loss, z_dim=spec["z_dim"], n_classes=n_cls)
+    return loss
+
+
+def _multi_inputs(name: str, cond: dict[str, Any]) -> tuple[list[str], int]:
+    """The input names and branch width of a ``conditioning: {inputs, embed}`` mapping."""
+    unknown = set(cond) - set(MULTI_CONDITIONING)
+    if unknown:
+        raise ValueError(f"variant {name!r}: unknown conditioning key(s) {sorted(unknown)}; allowed: "
+                         f"{sorted(MULTI_CONDITIONING)}")
+    inputs, embed = cond.get("inputs"), cond.get("embed", 16)
+    if (not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) and i for i in inputs)
+            or len(set(inputs)) != len(inputs)):
+        raise ValueError(f"variant {name!r}: conditioning.inputs must be a non-empty list of distinct input names "
+                         f"(label, thickness, ...), got {inputs!r}")
+    if isinstance(embed, bool) or not isinstance(embed, int) or embed < 1:
+        raise ValueError(f"variant {name!r}: conditioning.embed must be an integer >= 1, got {embed!r}")
+    return inputs, embed
+
+
+def _build_multi(name, spec, data: DataInfo, tricks, g_arch, g_opts, d_arch, d_opts, l_name, l_opts) -> GAN:
+    """G: a branch per input, fused with the noise by concatenation, into any generator; D: any
+    discriminator with a projection head over the fused condition (gan_models.conditioning)."""
+    names, embed = _multi_inputs(name, spec["conditioning"])
+    if tricks.pack > 1:
+        raise ValueError(f"variant {name!r}: tricks.pack cannot be combined with conditioning inputs (a packed "
+                         "discriminator judges m samples together, so it has no per-sample condition)")
+    available = dict(data.inputs)
+    have = (["label"] if data.n_classes >= 2 else []) + sorted(available)
+    inputs = []
+    for n in names:
+        if n == cond_.LABEL and data.n_classes >= 2:
+            inputs.append((n, 0))
+        elif n in available:
+            inputs.append((n, int(available[n])))
+        else:
+            raise ValueError(f"variant {name!r}: conditioning input {n!r} is not in this data set; it has: "
+                             f"{', '.join(have) or 'none'} (prepare measures thickness, slant, width and height "
+                             "on grey images; a folder brings its own with prepare.inputs)")
+    if data.kind != "image":
+        raise ValueError(f"variant {name!r}: conditioning inputs apply to image data, not {data.kind}")
+
+    def encoder():
+        return cond_.ConditionEncoder(inputs, data.n_classes, embed)
+
+    g_enc = encoder()
+    inner = call_with_options(f"variant {name!r}: generator {g_arch!r}", GENERATORS.get(g_arch),
+                              {"z_dim": spec["z_dim"] + g_enc.out_dim, "data_shape": data.shape,
+                               "out_activation": "tanh", "n_classes": 0}, g_opts)
+    G = cond_.ConditionalGenerator(inner, g_enc, spec["z_dim"])
+    d_inner = _make_discriminator(name, d_arch, d_opts, tuple(data.shape), 0, 0)
+    D = cond_.ProjectionDiscriminator(d_inner, encoder(), cond_.feature_dim(d_inner, data.shape))
+    loss = _make_loss(name, l_name, l_opts, tricks, auxiliary=False)
+    return GAN(name=name, spec=spec, G=G, D=D, loss=loss, z_dim=spec["z_dim"], n_classes=0)
 
 
 def _build_translation(name, spec, data: DataInfo, g_arch, g_opts, d_arch, d_opts, l_name, l_opts) -> GAN:
@@ -455,7 +536,8 @@ def generator_from_checkpoint(ckpt: dict[str, Any]) -> tuple[nn.Module, int]:
     d = ckpt["data"]
     src = d.get("source_shape")
     info = DataInfo(d["kind"], tuple(d["shape"]), int(d.get("n_classes", 0)), task=d.get("task"),
-                    source_shape=tuple(src) if src else None)
+                    source_shape=tuple(src) if src else None,
+                    inputs=tuple((str(n), int(k)) for n, k in d.get("inputs", [])))
     gan = build(ckpt["variant"], ckpt["spec"], info)
     gan.G.to(memory_format=memory_format(info.kind))
     gan.G.load_state_dict(ckpt["G_ema"] if ckpt.get("G_ema") is not None else ckpt["G"])
@@ -482,6 +564,13 @@ register_variant("acgan", "auxiliary-classifier GAN: conditional G, D with a cla
     "generator": {"arch": "dcgan", "width": 64},
     "discriminator": {"arch": "dcgan", "width": 64},
     "loss": {"name": "bce"}, "conditioning": "auxiliary", "tricks": {"aux_weight": 1.0}, "z_dim": 100, **_ADAM})
+register_variant("multimodal", "several conditioning inputs at once: class label, stroke thickness and slant, "
+                 "each through its own branch in G fused with the noise, projection D (Miyato & Koyama 2018), "
+                 "DCGAN networks at width 32", {
+                     "generator": {"arch": "dcgan", "width": 32},
+                     "discriminator": {"arch": "dcgan", "width": 32},
+                     "loss": {"name": "bce"}, "conditioning": {"inputs": ["label", "thickness", "slant"], "embed": 16},
+                     "z_dim": 100, **_ADAM})
 register_variant("progan", "progressive growing: resolution doubles in phases with fade-in, WGAN-GP with drift, "
                  "minibatch stddev (Karras et al. 2018)", {
                      "generator": {"arch": "progan", "width": 32},

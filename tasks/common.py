@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
@@ -64,13 +64,18 @@ class Prepared:
     train_ya: np.ndarray | None = None
     held_a: np.ndarray | None = None
     held_ya: np.ndarray | None = None
+    # Per-sample inputs besides the label (name -> (N,) or (N, d) float32): measured attributes of
+    # grey images, a folder's prepare.inputs; what multi-input variants are conditioned on.
+    train_c: dict[str, np.ndarray] = field(default_factory=dict)
+    held_c: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def info(self) -> DataInfo:
         m = self.manifest
         t = m.get("translation")
         return DataInfo(m["kind"], tuple(m["shape"]), len(m["classes"]) if m["labelled"] else 0,
-                        task=t["task"] if t else None, source_shape=tuple(t["source_shape"]) if t else None)
+                        task=t["task"] if t else None, source_shape=tuple(t["source_shape"]) if t else None,
+                        inputs=tuple((k, int(v["dim"])) for k, v in m.get("inputs", {}).items()))
 
     @property
     def translation(self) -> dict[str, Any] | None:
@@ -100,11 +105,24 @@ def load_prepared(layout: Layout) -> Prepared:
                             "rerun python -m flows prepare")
     tr, he = load_arrays(d / "train.npz"), load_arrays(d / "heldout.npz")
     source = [tr["a"], tr["ya"], he["a"], he["ya"]] if "a" in tr else []
-    h = content_hash(tr["x"], tr["y"], he["x"], he["y"], *source)
+    train_c, held_c = inputs_of(tr), inputs_of(he)
+    h = content_hash(tr["x"], tr["y"], he["x"], he["y"], *source, *input_arrays(train_c, held_c))
     if h != manifest.get("content_hash"):
         raise DataError(f"prepared data in {d} does not match its manifest (content hash differs): a file was "
                         "changed or damaged; rerun python -m flows prepare")
-    return Prepared(tr["x"], tr["y"], he["x"], he["y"], manifest, *source)
+    return Prepared(tr["x"], tr["y"], he["x"], he["y"], manifest, *source, train_c=train_c, held_c=held_c)
+
+
+INPUT_PREFIX = "c_"  # per-sample inputs are stored in train.npz / heldout.npz as c_<name>
+
+
+def inputs_of(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k[len(INPUT_PREFIX):]: v for k, v in arrays.items() if k.startswith(INPUT_PREFIX)}
+
+
+def input_arrays(train_c: dict[str, np.ndarray], held_c: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The per-sample inputs in the order the content hash takes them (none: the hash is as before)."""
+    return [a for k in sorted(train_c) for a in (train_c[k], held_c.get(k, np.zeros(0, np.float32)))]
 
 
 def fingerprint(*parts: Any) -> str:

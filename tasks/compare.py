@@ -25,6 +25,9 @@ COLUMNS = [("L1", "l1", ".4f"), ("PSNR", "psnr", ".2f"), ("SSIM", "ssim", ".3f")
            ("confident", "confident_fraction", ".1%"),
            ("confident (indep.)", "independent_confident_fraction", ".1%"),  # the independent classifier
            ("label obeyed", "label_agreement", ".1%"),  # conditional variants: classified as the class asked for
+           # multi-input variants: Pearson r of a measured attribute against the value asked for
+           ("thickness r", "attr_r_thickness", ".2f"), ("slant r", "attr_r_slant", ".2f"),
+           ("width r", "attr_r_width", ".2f"), ("height r", "attr_r_height", ".2f"),
            ("HYPE∞ (human)", "human/hype_inf", ".2f"),  # python -m flows human-eval: 0.5 = indistinguishable
            ("samples", "n_samples", ".0f"),
            ("selected step", "selected_step", ".0f")]

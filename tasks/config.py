@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from gan_models import variants as V
+from gan_models.attributes import ATTRIBUTES
 from gan_models.data import DATASETS
 
 
@@ -43,6 +44,7 @@ class PrepareConfig(_Section):
     #   auto: the classifier for labelled data, else pixels
     inception_weights: str | None = None  # path of pt_inception-2015-12-05-6726825d.pth; None: torch hub cache
     inception_url: str | None = None  # download the weights from here when missing (needs internet)
+    inputs: str | None = None  # folder only: CSV (file,name,...) or .npy of per-image inputs to condition on
 
     @field_validator("dataset")
     @classmethod
@@ -410,4 +412,9 @@ def expected_data_info(prep: PrepareConfig) -> V.DataInfo | None:
     if prep.image_size is not None:
         shape = (shape[0], prep.image_size, prep.image_size)
     task = _TASKS.get(prep.dataset)
-    return V.DataInfo("image", shape, _CLASSES.get(prep.dataset, 10), task=task, source_shape=shape if task else None)
+    if prep.inputs is not None:  # a folder's own per-image inputs: known once prepare has read them
+        return None
+    # prepare measures these on grey images (gan_models.attributes) for multi-input conditioning
+    measured = () if task or shape[0] != 1 else tuple((n, 1) for n in ATTRIBUTES.names())
+    return V.DataInfo("image", shape, _CLASSES.get(prep.dataset, 10), task=task, source_shape=shape if task else None,
+                      inputs=measured)

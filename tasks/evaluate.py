@@ -17,6 +17,8 @@ import logging
 from typing import Any
 
 from gan_models import checkpoint as ck
+from gan_models import conditioning as cond
+from gan_models.attributes import ATTRIBUTES, measure, pearson
 from gan_models.perceptual import distance_for, diversity_scores
 from gan_models.variants import generator_from_checkpoint
 
@@ -62,7 +64,10 @@ def evaluate(params: Params, variant: str, layout: Layout = Layout()) -> dict[st
     n = len(prep.held_a) if task else cfg.n_samples
     scores, fake, labels = scorer.score_generator(G, z_dim, n, cfg.seed, is_splits=cfg.is_splits,
                                                   extended=tuple(cfg.metrics), task=task)
-    div, div_info = diversity(params, layout, prep, fake, labels if getattr(G, "n_classes", 0) else None)
+    conditional = getattr(G, "n_classes", 0) or cond.is_conditioned(G)
+    div, div_info = diversity(params, layout, prep, fake, labels if conditional else None)
+    if cond.is_conditioned(G):  # are the requested attributes obeyed? (the label: label_agreement)
+        scores.update(attribute_agreement(G, fake))
     scores.update(div)
     scores.update(independent_scores(layout, prep, fake))  # judged by a classifier no recipe trains against
     if psi is not None:
@@ -85,6 +90,24 @@ def evaluate(params: Params, variant: str, layout: Layout = Layout()) -> dict[st
     out.parent.mkdir(parents=True, exist_ok=True)
     write_record(out, record, [])
     return json.loads(out.read_text())
+
+
+def attribute_agreement(G, fake) -> dict[str, float]:
+    """For every measured attribute a multi-input G is conditioned on (thickness, slant, ...):
+    the attribute measured on its samples against the value each was asked for, as Pearson's r
+    (``attr_r_<name>``) and the mean absolute error in the attribute's units (``attr_mae_<name>``).
+    ``fake``: the samples of ``sample(G, n, ...)``, asked for ``conditions_for(G, n)``."""
+    if fake.shape[1] != 1:
+        return {}
+    asked = cond.conditions_for(G, len(fake))
+    names = [n for n, _ in G.inputs if n in ATTRIBUTES]
+    got = measure(fake.numpy(), names)
+    out = {}
+    for name in names:
+        want = cond.column(G, name, asked)[:, 0].numpy()
+        out[f"attr_r_{name}"] = pearson(want, got[name])
+        out[f"attr_mae_{name}"] = float(abs(want - got[name]).mean())
+    return out
 
 
 TRUNCATION_PSIS = (0.5, 0.7)  # besides psi = 1 (the headline metrics) and the variant's own

@@ -25,7 +25,11 @@ import torch
 
 from gan_models import images as I
 from gan_models.data import save_arrays
-from gan_models.training import balanced_labels, generate
+from gan_models import conditioning as cond
+from gan_models.attributes import ATTRIBUTES, pearson
+from gan_models.attributes import measure as measure_attributes
+from gan_models.conditioning import conditions_for
+from gan_models.training import generate
 from gan_models.variants import generator_from_checkpoint
 
 from .common import Layout, configure_threads, load_prepared, up_to_date, write_record
@@ -55,11 +59,11 @@ def export(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
                                            "step": int(ckpt["step"]), "seed": cfg.seed,
                                            "files": [str(f.relative_to(out)) for f in files]}, files)
         return json.loads((out / "export.json").read_text())
-    n_classes = getattr(G, "n_classes", 0)
+    n_classes = getattr(G, "n_classes", 0)  # a label-conditional G (cGAN, ACGAN)
     gen = torch.Generator().manual_seed(cfg.seed)
     n = max(cfg.n_array, cfg.grid_size, cfg.n_images)
     z = torch.randn(n, z_dim, generator=gen)
-    y = balanced_labels(n, n_classes)
+    y = conditions_for(G, n)
     x = generate(G, z, y)
     out.mkdir(parents=True, exist_ok=True)
     files, extra = [], {}
@@ -77,14 +81,17 @@ def export(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
         for i in range(cfg.n_images):
             I.save_png(out / "images" / f"{i:03d}.png", I.to_uint8(x[i:i + 1])[0], scale=scale)
         arrays = {"x": I.to_uint8(x[:cfg.n_array]).transpose(0, 3, 1, 2), "z": z[:cfg.n_array].numpy()}
-        if y is not None:
-            arrays["y"] = y[:cfg.n_array].numpy()
+        labels = cond.requested_labels(G, y)
+        if labels is not None:
+            arrays["y"] = labels[:cfg.n_array].numpy()
+        if cond.is_conditioned(G):  # every input's requested values, columns as in export.json "inputs"
+            arrays["c"] = y[:cfg.n_array].numpy()
         save_arrays(out / "samples.npz", **arrays)
         t = torch.linspace(0, 1, cfg.interpolation_steps)
         ends = torch.randn(WALK_ROWS, 2, z_dim, generator=gen)
         walk = torch.cat([I.slerp(a, b, t) for a, b in ends])
-        walk_y = balanced_labels(WALK_ROWS, n_classes)
-        walk_y = walk_y.repeat_interleave(cfg.interpolation_steps) if walk_y is not None else None
+        walk_y = conditions_for(G, WALK_ROWS)
+        walk_y = walk_y.repeat_interleave(cfg.interpolation_steps, dim=0) if walk_y is not None else None
         I.save_png(out / "interpolation.png", I.grid(generate(G, walk, walk_y), nrow=cfg.interpolation_steps),
                    scale=scale)
         files += [out / "grid.png", out / "samples.npz", out / "interpolation.png"]
@@ -94,15 +101,22 @@ def export(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
             yc = torch.arange(n_classes).repeat_interleave(per)
             I.save_png(out / "classes.png", I.grid(generate(G, zc, yc), nrow=per), scale=scale)
             files.append(out / "classes.png")
-        grid_images, traversal = noise_traversal(G, z_dim, n_classes, cfg.seed + 1)
+        if cond.is_conditioned(G):  # a grid per input: that input varied, noise and the others fixed
+            extra["inputs"] = {"columns": [[k, d or 1] for k, d in G.inputs], "grids": {}}
+            for name, _ in G.inputs:
+                images, per_row, record = input_grid(G, z_dim, name, cfg.seed + 4)
+                I.save_png(out / f"input_{name}.png", I.grid(images, nrow=per_row), scale=scale)
+                extra["inputs"]["grids"][name] = record
+                files.append(out / f"input_{name}.png")
+        grid_images, traversal = noise_traversal(G, z_dim, cfg.seed + 1)
         I.save_png(out / "traversal.png", I.grid(grid_images, nrow=len(TRAVERSAL_VALUES)), scale=scale)
         files.append(out / "traversal.png")
         if hasattr(G, "mapping_ws"):  # StyleGAN: w-space traversal, style mixing, truncation
-            grid_images, traversal_w = noise_traversal(G, z_dim, n_classes, cfg.seed + 1, space="w")
+            grid_images, traversal_w = noise_traversal(G, z_dim, cfg.seed + 1, space="w")
             I.save_png(out / "traversal_w.png", I.grid(grid_images, nrow=len(TRAVERSAL_VALUES)), scale=scale)
-            images, per_row, mixing = style_mixing(G, z_dim, n_classes, cfg.seed + 2)
+            images, per_row, mixing = style_mixing(G, z_dim, cfg.seed + 2)
             I.save_png(out / "style_mixing.png", I.grid(images, nrow=per_row), scale=scale)
-            I.save_png(out / "truncation.png", I.grid(truncation_strip(G, z_dim, n_classes, cfg.seed + 3),
+            I.save_png(out / "truncation.png", I.grid(truncation_strip(G, z_dim, cfg.seed + 3),
                                                       nrow=len(TRUNCATION_STRIP)), scale=scale)
             extra["stylegan"] = {"traversal_w": traversal_w, "style_mixing": mixing,
                                  "truncation_psis": list(TRUNCATION_STRIP)}
@@ -120,7 +134,7 @@ TRAVERSAL_DIMS, TRAVERSAL_BASES, TRAVERSAL_PROBES = 6, 2, 16
 
 
 @torch.no_grad()
-def noise_traversal(G, z_dim: int, n_classes: int, seed: int, space: str = "z") -> tuple[torch.Tensor, dict[str, Any]]:
+def noise_traversal(G, z_dim: int, seed: int, space: str = "z") -> tuple[torch.Tensor, dict[str, Any]]:
     """Which noise dimensions move the output most, and a grid that moves them one at a time.
 
     In ``space`` "z" a dimension takes the values ``TRAVERSAL_VALUES``; in "w" (a StyleGAN's
@@ -137,7 +151,7 @@ def noise_traversal(G, z_dim: int, n_classes: int, seed: int, space: str = "z") 
     if space == "w":
         def to_w(n):
             z = torch.randn(n, z_dim, generator=gen)
-            return G.mapping_ws(z, balanced_labels(n, n_classes), psi=1.0)[:, 0]
+            return G.mapping_ws(z, conditions_for(G, n), psi=1.0)[:, 0]
         cloud = to_w(1000)
         center, scale = cloud.mean(0), cloud.std(0)
         draw = to_w
@@ -149,17 +163,17 @@ def noise_traversal(G, z_dim: int, n_classes: int, seed: int, space: str = "z") 
         decode = lambda v, y: generate(G, v, y)  # noqa: E731
     dim = center.shape[0]
     probes = draw(TRAVERSAL_PROBES)
-    probe_y = balanced_labels(TRAVERSAL_PROBES, n_classes)
+    probe_y = conditions_for(G, TRAVERSAL_PROBES)
     ends = probes.repeat(2 * dim, 1).view(2, dim, TRAVERSAL_PROBES, dim)
     for d in range(dim):
         ends[0, d, :, d] = center[d] + values[0] * scale[d]
         ends[1, d, :, d] = center[d] + values[-1] * scale[d]
-    ys = probe_y.repeat(2 * dim) if probe_y is not None else None
+    ys = probe_y.repeat(2 * dim, *([1] * (probe_y.dim() - 1))) if probe_y is not None else None
     imgs = decode(ends.reshape(-1, dim), ys).reshape(2, dim, TRAVERSAL_PROBES, -1)
     effect = (imgs[1] - imgs[0]).abs().mean((1, 2))  # (dim,)
     dims = effect.argsort(descending=True)[:min(TRAVERSAL_DIMS, dim)].tolist()
     bases = draw(TRAVERSAL_BASES)
-    base_y = balanced_labels(TRAVERSAL_BASES, n_classes)
+    base_y = conditions_for(G, TRAVERSAL_BASES)
     rows, row_y = [], []
     for d in dims:
         for b in range(TRAVERSAL_BASES):
@@ -167,7 +181,7 @@ def noise_traversal(G, z_dim: int, n_classes: int, seed: int, space: str = "z") 
             row[:, d] = center[d] + values * scale[d]
             rows.append(row)
             if base_y is not None:
-                row_y.append(base_y[b].repeat(len(TRAVERSAL_VALUES)))
+                row_y.append(base_y[b:b + 1].repeat_interleave(len(TRAVERSAL_VALUES), dim=0))
     grid = decode(torch.cat(rows), torch.cat(row_y) if row_y else None)
     unit = "" if space == "z" else " standard deviations of w_d about its mean"
     record = {"space": space, "values": list(TRAVERSAL_VALUES), "rows": "each chosen dimension x each base vector",
@@ -182,7 +196,7 @@ TRUNCATION_STRIP = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 @torch.no_grad()
-def style_mixing(G, z_dim: int, n_classes: int, seed: int) -> tuple[torch.Tensor, int, dict[str, Any]]:
+def style_mixing(G, z_dim: int, seed: int) -> tuple[torch.Tensor, int, dict[str, Any]]:
     """The StyleGAN paper's style-mixing figure: the top row shows column sources, the left
     column row sources; cell (r, c) takes the coarse styles (the rows of ws read by the
     convolutions at 4 and 8 px) from row source r and the rest (the 8 px image output and
@@ -190,7 +204,7 @@ def style_mixing(G, z_dim: int, n_classes: int, seed: int) -> tuple[torch.Tensor
     row-major with a blank corner, the images per row, the record)."""
     gen = torch.Generator().manual_seed(seed)
     n = MIXING_SOURCES
-    y = balanced_labels(2 * n, n_classes)
+    y = conditions_for(G, 2 * n)
     ws = G.mapping_ws(torch.randn(2 * n, z_dim, generator=gen), y, psi=1.0)
     rows_w, cols_w = ws[:n], ws[n:]
     cutoff = G.rgb_rows[1] if len(G.rgb_rows) > 2 else G.num_ws // 2
@@ -205,16 +219,53 @@ def style_mixing(G, z_dim: int, n_classes: int, seed: int) -> tuple[torch.Tensor
 
 
 @torch.no_grad()
-def truncation_strip(G, z_dim: int, n_classes: int, seed: int, rows: int = 6) -> torch.Tensor:
+def truncation_strip(G, z_dim: int, seed: int, rows: int = 6) -> torch.Tensor:
     """A row per fixed noise vector, a column per psi of ``TRUNCATION_STRIP`` (0: the average w)."""
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(rows, z_dim, generator=gen)
-    y = balanced_labels(rows, n_classes)
+    y = conditions_for(G, rows)
     out = []
     for i in range(rows):
         yi = None if y is None else y[i:i + 1]
         out.append(G.synthesis(torch.cat([G.mapping_ws(z[i:i + 1], yi, psi=p) for p in TRUNCATION_STRIP])))
     return torch.cat(out)
+
+
+INPUT_STEPS = 8  # columns of an input's grid: the input from its 5th to its 95th percentile (label: every class)
+
+
+@torch.no_grad()
+def input_grid(G, z_dim: int, name: str, seed: int) -> tuple[torch.Tensor, int, dict[str, Any]]:
+    """One input of a multi-input generator varied along each row, noise and every other input
+    held at a real sample's values (``WALK_ROWS`` rows, conditions from the generator's bank).
+    A continuous input of one dimension runs over ``INPUT_STEPS`` quantiles (5% to 95%) of the
+    bank's values, a vector input interpolates linearly between two bank rows' vectors, the label
+    takes every class.  A measured attribute (thickness, slant, ...) is measured again on the
+    generated images: the record holds, per column, the requested and the mean measured value."""
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(WALK_ROWS, z_dim, generator=gen)
+    base = conditions_for(G, WALK_ROWS)
+    bank_col = cond.column(G, name, G.bank.cpu())
+    if name == cond.LABEL:
+        values = torch.arange(G.encoder.n_classes, dtype=torch.float32)[:, None]
+    elif bank_col.shape[1] == 1:
+        q = torch.linspace(0.05, 0.95, INPUT_STEPS, dtype=torch.float64)
+        values = torch.quantile(bank_col[:, 0].double(), q).float()[:, None]
+    else:
+        t = torch.linspace(0, 1, INPUT_STEPS)[:, None]
+        values = bank_col[0][None].lerp(bank_col[1][None], t)
+    k = values.shape[0]
+    zs = z.repeat_interleave(k, dim=0)
+    cs = base.repeat_interleave(k, dim=0)
+    cond.column(G, name, cs).copy_(values.repeat(WALK_ROWS, 1))  # a view: sets the input's columns of cs
+    images = generate(G, zs, cs)
+    record: dict[str, Any] = {"rows": f"{WALK_ROWS} fixed noise vectors, each with a real sample's other inputs",
+                              "values": [[round(float(v), 6) for v in row] for row in values]}
+    if name in ATTRIBUTES and images.shape[1] == 1:
+        measured = measure_attributes(images.numpy(), [name])[name].reshape(WALK_ROWS, k)
+        record["measured_mean"] = [round(float(v), 4) for v in measured.mean(0)]
+        record["pearson_r"] = round(pearson(values[:, 0].repeat(WALK_ROWS).numpy(), measured.ravel()), 4)
+    return images, k, record
 
 
 TRANSLATION_COLUMNS = 8  # images per row of translation.png

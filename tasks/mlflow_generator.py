@@ -39,7 +39,8 @@ class GeneratorModel(PythonModel):
     def predict(self, context, model_input, params=None):
         import torch
 
-        from gan_models.training import balanced_labels, generate
+        from gan_models import conditioning as cond
+        from gan_models.training import generate
 
         z = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
         if z.ndim != 2 or z.shape[1] != self.z_dim:
@@ -47,7 +48,11 @@ class GeneratorModel(PythonModel):
         labels = (params or {}).get("labels")
         if labels is not None and len(labels) != len(z):  # the signature's default ([0]): none given
             labels = None
-        y = torch.as_tensor(labels) if labels is not None else balanced_labels(len(z), getattr(self.G, "n_classes", 0))
+        y = cond.conditions_for(self.G, len(z))  # classes in turn; a multi-input G: real condition rows
+        if labels is not None and cond.is_conditioned(self.G) and any(n == cond.LABEL for n, _ in self.G.inputs):
+            y = cond.with_column(self.G, cond.LABEL, y, torch.as_tensor(labels, dtype=y.dtype)[:, None])
+        elif labels is not None and getattr(self.G, "n_classes", 0):
+            y = torch.as_tensor(labels)
         return generate(self.G, z, y).numpy()
 
 

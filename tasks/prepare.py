@@ -17,10 +17,12 @@ import numpy as np
 
 from gan_models import classifier as C
 from gan_models import metrics as M
+from gan_models.attributes import ATTRIBUTES
+from gan_models.attributes import measure as measure_attributes
 from gan_models.features import EXTRACTORS
 from gan_models.data import DATASETS, DataError, content_hash, resize_images, save_arrays, split_indices, value_range
 
-from .common import Layout, configure_threads, up_to_date, write_record
+from .common import INPUT_PREFIX, Layout, configure_threads, input_arrays, up_to_date, write_record
 from .config import Params
 from .stages import stage_fingerprint
 
@@ -35,22 +37,44 @@ def prepare(params: Params, layout: Layout = Layout()) -> dict[str, Any]:
     if up_to_date(out / "manifest.json", fp.value):
         log.info("prepare: %s is up to date", out)
         return _summary(out)
+    if cfg.inputs is not None and cfg.dataset != "folder":
+        raise DataError(f"prepare.inputs ({cfg.inputs}) brings per-image inputs for the folder data set; "
+                        f"{cfg.dataset} has none to match them to (set prepare.inputs: null)")
     loader = DATASETS.get(cfg.dataset)
     raw = loader(root=cfg.root, download=cfg.download, image_size=cfg.image_size, channels=cfg.channels,
-                 n_points=cfg.n_points, seed=params.seed)
+                 n_points=cfg.n_points, seed=params.seed, **({"inputs": cfg.inputs} if cfg.inputs is not None else {}))
     x, y = raw.x, raw.y
     if raw.task is not None:
         return _finish(params, layout, fp, raw, _split_translation(raw, cfg, params.seed))
     if raw.kind == "image" and cfg.image_size is not None:
         x = resize_images(x, cfg.image_size)
+    c = per_sample_inputs(raw, x)
     if cfg.max_samples is not None and cfg.max_samples < len(x):
         keep = np.sort(np.random.default_rng(params.seed).permutation(len(x))[:cfg.max_samples])
-        x, y = x[keep], y[keep]
+        x, y, c = x[keep], y[keep], {k: v[keep] for k, v in c.items()}
     if raw.held is not None:  # the loader's own held-out split (Stacked MNIST: images of held-out digits)
         hx = resize_images(raw.held.x, cfg.image_size) if raw.kind == "image" and cfg.image_size else raw.held.x
         return _finish(params, layout, fp, raw, {"train": (x, y), "heldout": (hx, raw.held.y)})
     train_idx, held_idx = split_indices(len(x), cfg.heldout_fraction, params.seed)
-    return _finish(params, layout, fp, raw, {"train": (x[train_idx], y[train_idx]), "heldout": (x[held_idx], y[held_idx])})
+    return _finish(params, layout, fp, raw, {"train": (x[train_idx], y[train_idx]), "heldout": (x[held_idx], y[held_idx]),
+                                             "train_c": {k: v[train_idx] for k, v in c.items()},
+                                             "heldout_c": {k: v[held_idx] for k, v in c.items()}})
+
+
+def per_sample_inputs(raw, x: np.ndarray) -> dict[str, np.ndarray]:
+    """What a multi-input variant can be conditioned on besides the label: the attributes
+    measured on grey images (gan_models.attributes) and the loader's own (a folder's
+    prepare.inputs), float32 (N,) or (N, d) aligned with ``x``."""
+    c: dict[str, np.ndarray] = {}
+    if raw.kind == "image" and x.shape[1] == 1 and not raw.extra.get("stacked"):
+        log.info("prepare: measuring %s of %d images", ", ".join(ATTRIBUTES.names()), len(x))
+        c.update(measure_attributes(x))
+    for k, v in raw.inputs.items():
+        if k in c or k == "label":
+            raise DataError(f"prepare.inputs: the input name {k!r} is taken ({'the class label' if k == 'label' else 'a measured attribute'}); "
+                            "rename that column (or the .npy file)")
+        c[k] = v
+    return c
 
 
 def _split_translation(raw, cfg, seed: int) -> dict[str, Any]:
@@ -97,6 +121,7 @@ def _finish(params: Params, layout: Layout, fp, raw, parts: dict[str, Any]) -> d
     cfg = params.prepare
     out = layout.prepared
     (tx, ty), (hx, hy) = parts["train"], parts["heldout"]
+    train_c, held_c = parts.get("train_c", {}), parts.get("heldout_c", {})
     translation = raw.task is not None
     labelled = bool((ty >= 0).all() and (hy >= 0).all()) and len(raw.classes) > 1
     tmp = out.with_name(out.name + ".tmp")
@@ -106,8 +131,10 @@ def _finish(params: Params, layout: Layout, fp, raw, parts: dict[str, Any]) -> d
     if translation:  # the input domain A beside the target domain B, in the same files
         (ta, tya), (ha, hya) = parts["train_source"], parts["heldout_source"]
         src = {"train": {"a": ta, "ya": tya}, "heldout": {"a": ha, "ya": hya}}
-    save_arrays(tmp / "train.npz", x=tx, y=ty, **src.get("train", {}))
-    save_arrays(tmp / "heldout.npz", x=hx, y=hy, **src.get("heldout", {}))
+    save_arrays(tmp / "train.npz", x=tx, y=ty, **src.get("train", {}),
+                **{INPUT_PREFIX + k: v for k, v in train_c.items()})
+    save_arrays(tmp / "heldout.npz", x=hx, y=hy, **src.get("heldout", {}),
+                **{INPUT_PREFIX + k: v for k, v in held_c.items()})
     outputs = [tmp / "train.npz", tmp / "heldout.npz"]
     manifest: dict[str, Any] = {
         "fingerprint": fp.value, "code": fp.code, "dataset": cfg.dataset, "source": DATASETS.entry(cfg.dataset).description,
@@ -117,7 +144,10 @@ def _finish(params: Params, layout: Layout, fp, raw, parts: dict[str, Any]) -> d
         "model_range": [-1.0, 1.0] if raw.kind == "image" else value_range(np.concatenate([tx, hx])),
         "labelled": labelled, "classes": raw.classes,
         "class_frequencies": (np.bincount(ty, minlength=len(raw.classes)) / len(ty)).tolist() if labelled else [],
-        "content_hash": content_hash(tx, ty, hx, hy, *_source_arrays(src)), "split_seed": params.seed, **raw.extra}
+        "content_hash": content_hash(tx, ty, hx, hy, *_source_arrays(src), *input_arrays(train_c, held_c)),
+        "split_seed": params.seed, **raw.extra}
+    if train_c:
+        manifest["inputs"] = {k: _input_record(k, v, raw) for k, v in sorted(train_c.items())}
     if translation:
         manifest["translation"] = {
             "task": raw.task, "source_shape": list(ta.shape[1:]), "target_shape": list(tx.shape[1:]),
@@ -185,6 +215,20 @@ def _finish(params: Params, layout: Layout, fp, raw, parts: dict[str, Any]) -> d
     write_record(tmp / "manifest.json", manifest, outputs)
     _swap_in(tmp, out)
     return _summary(out)
+
+
+def _input_record(name: str, values: np.ndarray, raw) -> dict[str, Any]:
+    """What the manifest says of one per-sample input: size, origin and the training split's spread."""
+    v = values.reshape(len(values), -1).astype(np.float64)
+    measured = name in ATTRIBUTES and name not in raw.inputs
+    rec: dict[str, Any] = {"dim": int(v.shape[1]),
+                           "source": "measured" if measured else f"prepare.inputs ({raw.extra.get('inputs_file')})",
+                           "description": ATTRIBUTES.entry(name).description if measured else "user-provided"}
+    if v.shape[1] == 1:
+        q = np.percentile(v[:, 0], [5, 50, 95])
+        rec.update({"mean": float(v.mean()), "std": float(v.std()), "p5": float(q[0]), "median": float(q[1]),
+                    "p95": float(q[2])})
+    return rec
 
 
 def _digit_classifier(tmp: Path, tx, ty, hx, hy, seed: int, epochs: int) -> dict[str, Any]:

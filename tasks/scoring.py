@@ -87,11 +87,12 @@ class Scorer:
         compared with their ground truth.  A generator from noise trained on translation data
         (the target domain) is scored from noise like on any data set.  Returns (scores, the
         generated images, their labels: requested classes or the inputs' labels)."""
-        from gan_models.training import balanced_labels, sample
+        from gan_models.conditioning import conditions_for, requested_labels
+        from gan_models.training import sample
 
         if task is None:
             fake = sample(G, n, z_dim, seed)
-            labels = balanced_labels(n, getattr(G, "n_classes", 0))
+            labels = requested_labels(G, conditions_for(G, n))
             requested = labels.numpy() if labels is not None else None
             return self.score(fake, is_splits, extended, seed, requested_labels=requested), fake, labels
         p, t = self.prep, self.prep.translation

@@ -258,6 +258,8 @@ def inputs(st: Stage, params: Any, variant: str | None, layout: Layout) -> dict[
         out: dict[str, Any] = {}
         if cfg.root and Path(cfg.root).is_dir():
             out["root"] = _tree_hash(Path(cfg.root))
+        if cfg.inputs and Path(cfg.inputs).is_file():  # a folder's per-image inputs (CSV / .npy)
+            out["inputs"] = sha256_file(Path(cfg.inputs))
         if cfg.extractor == "inception":
             from gan_models.inception import find_weights
 

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import torch
 
 from gan_models import checkpoint as ck
+from gan_models import conditioning
 from gan_models.images import curves_png
 from gan_models.training import Trainer
 from gan_models.variants import build
@@ -94,7 +95,10 @@ def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bo
         from gan_models.features import perceptual_network
 
         gan.loss.perceptual_net = perceptual_network(gan.loss.tricks.perceptual_net, layout.prepared)
-    labels = torch.from_numpy(prep.train_y) if prep.info.n_classes else None
+    if gan.conditioned:  # rows of the inputs it is conditioned on: label and per-image values
+        labels = conditioning.table(gan.G.inputs, prep.train_y, prep.train_c)
+    else:
+        labels = torch.from_numpy(prep.train_y) if prep.info.n_classes else None
     source = torch.from_numpy(prep.train_a) if gan.task else None  # a translation variant's inputs
     trainer = Trainer(gan, torch.from_numpy(prep.train_x), batch_size=cfg.batch_size, seed=params.seed,
                       device=device, labels=labels, source=source)
@@ -110,6 +114,7 @@ def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bo
                       **({"steps": steps} if progressive else {})},
             "data": {"hash": prep.data_hash, "kind": prep.info.kind, "shape": list(prep.info.shape),
                      "n_classes": prep.info.n_classes, "dataset": prep.manifest["dataset"],
+                     **({"inputs": [list(i) for i in prep.info.inputs]} if gan.conditioned else {}),
                      **({"task": prep.info.task, "source_shape": list(prep.info.source_shape)} if gan.task else {})}}
 
     if rank != 0:  # the other processes train and write nothing

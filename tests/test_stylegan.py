@@ -51,7 +51,7 @@ def test_psi_zero_gives_the_image_of_the_average_w_for_every_z():
         out = G(torch.randn(5, 16))
         ref = G.synthesis(G.w_avg[None, None].expand(1, G.num_ws, -1))
     assert out.std(0).max() < 1e-6  # every z: the same image
-    np.testing.assert_allclose(out[0].numpy(), ref[0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(out[0].numpy(), ref[0].numpy(), rtol=1e-5, atol=1e-5)  # float32 rounding
     G.truncation_psi = 1.0
     assert G(torch.randn(5, 16)).std(0).max() > 1e-3  # and without truncation they differ
 
@@ -193,7 +193,7 @@ class _LinearStyle(torch.nn.Module):
 def test_w_space_traversal_measures_each_style_dimension_in_its_own_spread():
     from tasks.export import noise_traversal
 
-    grid, record = noise_traversal(_LinearStyle(), 4, 0, seed=0, space="w")
+    grid, record = noise_traversal(_LinearStyle(), 4, seed=0, space="w")
     effect = record["effect"]
     assert effect[1] == pytest.approx(12.0, rel=0.1)  # 6 sigma, sigma of 2 z estimated from 1,000 draws
     assert all(effect[d] == 0 for d in (0, 2, 3)) and record["dims"][0] == 1 and record["space"] == "w"
@@ -207,7 +207,7 @@ def test_style_mixing_grid_takes_coarse_styles_from_rows_and_fine_from_columns()
 
     torch.manual_seed(0)
     G = small_g(size=32).eval()
-    images, per_row, record = style_mixing(G, 16, 0, seed=3)
+    images, per_row, record = style_mixing(G, 16, seed=3)
     n = MIXING_SOURCES
     assert per_row == n + 1 and images.shape == ((n + 1) ** 2, 1, 32, 32)
     k = record["cutoff_row"]
@@ -236,7 +236,7 @@ def test_truncation_strip_runs_from_the_average_image_to_the_untruncated_one():
 
     G = small_g().eval()
     G.w_avg.copy_(torch.randn(16))
-    strip = truncation_strip(G, 16, 0, seed=4, rows=3).view(3, len(TRUNCATION_STRIP), 1, 28, 28)
+    strip = truncation_strip(G, 16, seed=4, rows=3).view(3, len(TRUNCATION_STRIP), 1, 28, 28)
     assert (strip[:, 0] - strip[:1, 0]).abs().max() < 1e-6  # psi 0: every row the average w's image
     z = torch.randn(3, 16, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():

@@ -22,7 +22,7 @@ class _OneKnob(torch.nn.Module):
 
 
 def test_traversal_ranks_dimensions_by_their_measured_effect_and_moves_one_at_a_time():
-    grid, record = noise_traversal(_OneKnob(), 8, 0, seed=0)
+    grid, record = noise_traversal(_OneKnob(), 8, seed=0)
     effect = record["effect"]
     assert effect[2] == pytest.approx(2 * math.tanh(3), rel=1e-6)  # |G(z2=+3) - G(z2=-3)|
     assert effect[5] == pytest.approx(0.6, rel=1e-6)  # 0.1 * 6
@@ -46,7 +46,7 @@ def test_a_conditional_generator_keeps_each_rows_label():
             seen.append(y.clone())
             return (z[:, :1] + y[:, None].float())[:, :, None, None].expand(-1, 1, 2, 2).clone()
 
-    grid, record = noise_traversal(Cond(), 4, 3, seed=1)
+    grid, record = noise_traversal(Cond(), 4, seed=1)
     labels = seen[-1].view(-1, len(TRAVERSAL_VALUES))
     assert (labels == labels[:, :1]).all()  # one label per row
     assert record["effect"][0] == pytest.approx(6.0, rel=1e-6) and record["dims"][0] == 0

@@ -8,7 +8,9 @@ import torch
 
 from gan_models import checkpoint as ck
 from gan_models import variants as V
-from gan_models.training import Trainer, balanced_labels, generate
+from gan_models import conditioning as C
+from gan_models.attributes import ATTRIBUTES
+from gan_models.training import Trainer, generate
 
 IMAGE_SHAPES = [(1, 28, 28), (3, 32, 32), (1, 64, 64)]
 POINT_SHAPE = (2,)
@@ -17,6 +19,8 @@ POINT_SHAPE = (2,)
 def _shapes(name):
     spec = V.resolve_spec(name)
     shapes = list(IMAGE_SHAPES)
+    if isinstance(spec["conditioning"], dict):  # measured inputs: grey images only
+        return [s for s in shapes if s[0] == 1]
     if spec["generator"]["arch"] == "mlp" and spec["discriminator"]["arch"] == "mlp":
         shapes.append(POINT_SHAPE)
     return shapes
@@ -28,8 +32,20 @@ NOISE_VARIANTS = [n for n in V.VARIANTS.names() if V.translation_task(V.VARIANTS
 CASES = [(n, s) for n in NOISE_VARIANTS for s in _shapes(n)]
 
 
+MEASURED = tuple((n, 1) for n in ATTRIBUTES.names())  # what prepare measures on grey images
+
+
 def _info(shape):
-    return V.DataInfo("image" if len(shape) == 3 else "points", shape, 10)
+    grey = len(shape) == 3 and shape[0] == 1
+    return V.DataInfo("image" if len(shape) == 3 else "points", shape, 10, inputs=MEASURED if grey else ())
+
+
+def _conditions(gan, n):
+    """What the trainer takes: labels, or for a multi-input variant rows of its inputs."""
+    if not gan.conditioned:
+        return torch.arange(n) % 10
+    values = {k: torch.rand(n).numpy() + 1 for k, _ in MEASURED}
+    return C.table(gan.G.inputs, (torch.arange(n) % 10).numpy(), values)
 
 
 @pytest.mark.parametrize("name,shape", CASES, ids=[f"{n}-{'x'.join(map(str, s))}" for n, s in CASES])
@@ -38,12 +54,12 @@ def test_variant_builds_and_maps_noise_to_data_shape(name, shape):
     gan = V.build(name, V.resolve_spec(name), _info(shape))
     n = 4  # a multiple of every pack size
     z = torch.randn(n, gan.z_dim)
-    y = balanced_labels(n, gan.n_classes)
+    y = C.conditions_for(gan.G, n)
     x = generate(gan.G, z, y)
     assert x.shape == (n, *shape)
     if len(shape) == 3:
         assert x.min() >= -1 and x.max() <= 1  # Tanh output
-    out = gan.D(x, y if gan.spec["conditioning"] == "input" else None)
+    out = gan.D(x, y if gan.spec["conditioning"] == "input" or gan.conditioned else None)
     assert out.shape == (n // gan.loss.tricks.pack,)
 
 
@@ -57,7 +73,7 @@ def test_variant_takes_a_finite_step_and_checkpoint_reproduces_outputs(name, tmp
     torch.manual_seed(0)
     gan = V.build(name, spec, _info(shape))
     data = torch.randint(0, 256, (32, *shape), dtype=torch.uint8)
-    trainer = Trainer(gan, data, batch_size=8, seed=0, labels=torch.arange(32) % 10)
+    trainer = Trainer(gan, data, batch_size=8, seed=0, labels=_conditions(gan, 32))
     before = [p.detach().clone() for p in gan.G.parameters()]
     stats = trainer.train_step(measure=True)
     assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
@@ -65,14 +81,15 @@ def test_variant_takes_a_finite_step_and_checkpoint_reproduces_outputs(name, tmp
     assert any(not torch.equal(a, b) for a, b in zip(before, gan.G.parameters())), "G did not change"
 
     ck.save_checkpoint(tmp_path, trainer.step, {**trainer.state_dict(), "variant": name, "spec": spec,
-                                               "data": {"kind": "image", "shape": list(shape), "n_classes": 10},
+                                               "data": {"kind": "image", "shape": list(shape), "n_classes": 10,
+                                                        "inputs": [list(i) for i in _info(shape).inputs]},
                                                "train": {"steps": trainer.step}})
     entry = ck.read_index(tmp_path)[-1]
     loaded = ck.load_checkpoint(tmp_path / entry["file"], entry["sha256"])
     loaded["train"] = {"steps": trainer.step}
     G2, z_dim = V.generator_from_checkpoint(loaded)
     z = torch.randn(4, z_dim)
-    y = balanced_labels(4, gan.n_classes)
+    y = C.conditions_for(gan.G, 4)  # a multi-input G: rows of its bank, restored from the checkpoint
     expected = generate(trainer.G_ema if trainer.G_ema is not None else gan.G, z, y)
     assert torch.equal(expected, generate(G2, z, y))
 
