@@ -13,10 +13,12 @@ passes ``c``.
   concatenated: the fused condition.
 * ``ConditionalGenerator``: wraps any noise-to-image generator built for ``z_dim + fused``
   inputs and feeds it ``[z, fused(c)]`` (fusion by concatenation with the noise; StyleGAN's
-  mapping network then maps both to w, as StyleGAN2-ADA's conditional mapping does).
+  mapping network then maps both to w: StyleGAN2-ADA's conditional mapping also concatenates an
+  embedded condition with z, normalising the two separately where ours normalises them together).
 * ``ProjectionDiscriminator``: wraps any discriminator; its logit gains the projection term
   ``<V fused(c), phi(x)>`` of Miyato & Koyama (2018) on the discriminator's last features
-  ``phi(x)``; with a multi-scale D the term is added to every scale's logit.
+  ``phi(x)``; with a multi-scale D (features of all scales side by side) or a patch D the term is
+  added to every scale's or patch's logit.
 * ``fit``: the training set's conditions give the encoders' standardisation and a bank of
   ``BANK`` real condition rows kept in the generator (saved in its checkpoint), drawn class by
   class in turn, so that sampling without data asks for realistic combinations, every class
@@ -132,8 +134,8 @@ class ProjectionDiscriminator(nn.Module):
         out = self.inner.forward_all(x, None)
         feats = out["features"]
         proj = (self.project(self.encoder(c).to(feats.dtype)) * feats).sum(1)
-        logits = out["logits"]
-        return {**out, "logits": logits + (proj if logits.dim() == 1 else proj[:, None])}
+        logits = out["logits"]  # (B,), (B, scales) or a patch map (B, 1, H, W): the term is per sample
+        return {**out, "logits": logits + proj.view(-1, *[1] * (logits.dim() - 1))}
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         return self.forward_all(x, c)["logits"]

@@ -103,8 +103,9 @@ class Trainer:
             raise ValueError(f"the training set has {data.shape[0]} samples, fewer than the batch size "
                              f"{batch_size}; lower train.batch_size")
         if (gan.n_classes or gan.conditioned) and labels is None:
-            raise ValueError(f"variant {gan.name!r} is conditional and needs class labels" +
-                             (" and its inputs' values (gan_models.conditioning.table)" if gan.conditioned else ""))
+            raise ValueError(f"variant {gan.name!r} is conditional and needs " +
+                             ("the rows of its inputs (gan_models.conditioning.table)" if gan.conditioned
+                              else "class labels"))
         self.translation = gan.loss.translation
         if self.translation and source is None:
             raise ValueError(f"variant {gan.name!r} translates images and needs the input domain (source)")
@@ -152,7 +153,7 @@ class Trainer:
         # Fixed probes for the diagnostics, from their own generator so they consume nothing.
         probe = torch.Generator().manual_seed(seed + 1)
         self.probe_z = torch.randn(64, gan.z_dim, generator=probe).to(self.device)
-        probe_y = conditioning.conditions_for(gan.G, 64)
+        probe_y = self.requested(64)
         self.probe_y = probe_y.to(self.device) if probe_y is not None else None
         n_probe = min(64, data.shape[0])
         self.probe_real = to_model_range(data[torch.randperm(data.shape[0], generator=probe)[:n_probe]])
@@ -262,17 +263,23 @@ class Trainer:
             m.reset_running_stats()
             m.momentum = None  # cumulative average over the batches below
         self.G_ema.train()
-        requested = conditioning.conditions_for(self.G_ema, n)
         with torch.random.fork_rng(devices=[]):  # dropout in G draws from the global RNG: leave it as it was
             for i in range(0, n, batch_size):
                 k = min(batch_size, n - i)
-                y = requested[i:i + k] if requested is not None else None
+                y = self.requested(k)
                 self.G_ema(torch.randn(k, self.gan.z_dim, generator=gen).to(self.device),
                            None if y is None else y.to(self.device))
         self.G_ema.eval()
         for m, (momentum, tracked) in zip(norms, saved):
             m.momentum = momentum
             m.num_batches_tracked.copy_(tracked)
+
+    def requested(self, n: int) -> torch.Tensor | None:
+        """What G is asked to draw for fixed probes: classes 0..K-1 in turn, or for a multi-input
+        variant the first ``n`` rows of G's bank of real conditions."""
+        if self.gan.conditioned:
+            return conditioning.conditions_for(self.gan.G, n)
+        return balanced_labels(n, self.gan.n_classes)
 
     def train_step(self, measure: bool = False) -> dict[str, float]:
         """One G update after ``loss.d_steps`` D updates; statistics only when ``measure``."""

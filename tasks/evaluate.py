@@ -5,7 +5,8 @@ class-histogram mode metrics from the feature classifier, KID, precision/recall 
 density/coverage (k=5) on the same features, and the diversity of the samples (mean pairwise
 perceptual distance, ``evaluate.diversity``) beside that of the real training images, and the
 class-histogram metrics and FID on the independent classifier (``independent_*``: another
-architecture and seed, which no recipe trains against).  2D mixtures: modes covered, share of high-quality
+architecture and seed, which no recipe trains against); for a variant conditioned on several
+inputs, whether each measured input was obeyed (``attr_r_<name>``, ``attr_mae_<name>``).  2D mixtures: modes covered, share of high-quality
 samples, reverse KL, and FID, KID, precision/recall, density/coverage on the points.  Every
 value comes with ``n_samples`` and ``extractor`` in ``metrics/<variant>.json``.
 """
@@ -15,6 +16,8 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
+
+import numpy as np
 
 from gan_models import checkpoint as ck
 from gan_models import conditioning as cond
@@ -96,17 +99,31 @@ def attribute_agreement(G, fake) -> dict[str, float]:
     """For every measured attribute a multi-input G is conditioned on (thickness, slant, ...):
     the attribute measured on its samples against the value each was asked for, as Pearson's r
     (``attr_r_<name>``) and the mean absolute error in the attribute's units (``attr_mae_<name>``).
+    With the label among the inputs also the mean of the per-class r
+    (``attr_r_<name>_within_class``): attributes differ between digits (a "1" is narrow), so a G
+    that only obeyed the label would still score some r overall, but none within a class.
     ``fake``: the samples of ``sample(G, n, ...)``, asked for ``conditions_for(G, n)``."""
     if fake.shape[1] != 1:
         return {}
     asked = cond.conditions_for(G, len(fake))
+    classes = cond.requested_labels(G, asked)
     names = [n for n, _ in G.inputs if n in ATTRIBUTES]
     got = measure(fake.numpy(), names)
+
+    def r(a, b) -> float:
+        v = pearson(a, b)
+        return 0.0 if np.isnan(v) else v  # a constant attribute follows no request
+
     out = {}
     for name in names:
         want = cond.column(G, name, asked)[:, 0].numpy()
-        out[f"attr_r_{name}"] = pearson(want, got[name])
+        out[f"attr_r_{name}"] = r(want, got[name])
         out[f"attr_mae_{name}"] = float(abs(want - got[name]).mean())
+        if classes is not None:
+            per = [r(want[m], got[name][m]) for m in (classes.numpy() == k for k in np.unique(classes.numpy()))
+                   if m.sum() > 2]
+            if per:
+                out[f"attr_r_{name}_within_class"] = float(np.mean(per))
     return out
 
 

@@ -10,7 +10,9 @@ output most, each set from -3 to +3 with the others fixed; every dimension's mea
 export.json) and, for conditional variants, classes.png (a row per class, the same noise in every
 row).  A StyleGAN also gets traversal_w.png (the same in its style space w), style_mixing.png
 (coarse styles from the row sources, fine from the column sources) and truncation.png (a row per
-noise vector, psi from 0 to 1).
+noise vector, psi from 0 to 1).  A variant conditioned on several inputs gets input_<name>.png
+per input (that input varied along each row, noise and the other inputs fixed; ``input_grid``)
+and the requested conditions in samples.npz (``c``).
 2D mixtures: scatter.png (samples over the real data) and samples.npz.
 """
 
@@ -264,7 +266,8 @@ def input_grid(G, z_dim: int, name: str, seed: int) -> tuple[torch.Tensor, int, 
     if name in ATTRIBUTES and images.shape[1] == 1:
         measured = measure_attributes(images.numpy(), [name])[name].reshape(WALK_ROWS, k)
         record["measured_mean"] = [round(float(v), 4) for v in measured.mean(0)]
-        record["pearson_r"] = round(pearson(values[:, 0].repeat(WALK_ROWS).numpy(), measured.ravel()), 4)
+        r = pearson(values[:, 0].repeat(WALK_ROWS).numpy(), measured.ravel())
+        record["pearson_r"] = 0.0 if np.isnan(r) else round(r, 4)  # constant measurements follow nothing
     return images, k, record
 
 

@@ -144,10 +144,10 @@ def _finish(params: Params, layout: Layout, fp, raw, parts: dict[str, Any]) -> d
         "model_range": [-1.0, 1.0] if raw.kind == "image" else value_range(np.concatenate([tx, hx])),
         "labelled": labelled, "classes": raw.classes,
         "class_frequencies": (np.bincount(ty, minlength=len(raw.classes)) / len(ty)).tolist() if labelled else [],
-        "content_hash": content_hash(tx, ty, hx, hy, *_source_arrays(src), *input_arrays(train_c, held_c)),
-        "split_seed": params.seed, **raw.extra}
+        "content_hash": content_hash(tx, ty, hx, hy, *_source_arrays(src)), "split_seed": params.seed, **raw.extra}
     if train_c:
         manifest["inputs"] = {k: _input_record(k, v, raw) for k, v in sorted(train_c.items())}
+        manifest["inputs_hash"] = content_hash(*input_arrays(train_c, held_c))
     if translation:
         manifest["translation"] = {
             "task": raw.task, "source_shape": list(ta.shape[1:]), "target_shape": list(tx.shape[1:]),

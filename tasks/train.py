@@ -89,7 +89,8 @@ def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bo
     gan = build(variant, spec, prep.info)
     # Progressive growing schedules resolution by step / steps, a learning-rate decay the rate: their
     # checkpoints belong to one step count, and are not continued under another (others' are).
-    progressive = any(hasattr(net, "set_progress") for net in (gan.G, gan.D)) or bool(spec.get("lr_decay"))
+    progressive = (any(hasattr(m, "set_progress") for net in (gan.G, gan.D) for m in net.modules())
+                   or bool(spec.get("lr_decay")))
     resume_fp = fp.value if progressive else fp.resume
     if gan.loss.tricks.perceptual_weight:
         from gan_models.features import perceptual_network

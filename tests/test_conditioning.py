@@ -128,6 +128,16 @@ def test_projection_is_added_to_every_scale_of_a_multi_scale_discriminator():
     torch.testing.assert_close(D(x, c), inner["logits"] + proj[:, None])
 
 
+def test_projection_reaches_every_patch_of_a_patch_discriminator():
+    gan = _multi(discriminator={"arch": "patchgan", "width": 8})
+    D = gan.D.eval()
+    x, c = torch.randn(4, 1, 16, 16), _rows(4)
+    inner = D.inner.forward_all(x, None)
+    proj = (D.project(D.encoder(c)) * inner["features"]).sum(1)
+    assert inner["logits"].dim() == 4
+    torch.testing.assert_close(D(x, c), inner["logits"] + proj[:, None, None, None])
+
+
 def test_the_generator_feeds_the_noise_and_the_fused_condition_to_the_wrapped_generator():
     gan = _multi()
     G = gan.G.double().eval()
@@ -298,5 +308,27 @@ def test_attribute_agreement_is_high_when_the_requested_thickness_is_drawn_and_l
     expected_mae = (asked.float() - 2 * length * asked.float() / (2 * length + 2 * asked.float())).abs().mean()
     assert obeyed["attr_r_thickness"] > 0.99
     assert obeyed["attr_mae_thickness"] == pytest.approx(float(expected_mae), rel=1e-5)
+    assert obeyed["attr_r_thickness_within_class"] > 0.99
     ignored = attribute_agreement(gan.G, bars(asked[torch.randperm(200, generator=g)]))
     assert abs(ignored["attr_r_thickness"]) < 0.25
+
+
+def test_within_class_correlation_removes_what_the_label_alone_explains():
+    """A G that draws each class at its class's typical thickness plus noise of its own, ignoring
+    the requested thickness, correlates overall (thickness differs by class) but not within a class."""
+    from tasks.evaluate import attribute_agreement
+
+    info = DataInfo("image", (1, 28, 28), 10, inputs=(("thickness", 1),))
+    gan = build("m", resolve_spec("multimodal", {"conditioning": {"inputs": ["label", "thickness"]}}), info)
+    g = torch.Generator().manual_seed(1)
+    labels = torch.arange(400) % 10
+    thick = (labels % 5 + 1).float() + torch.randint(0, 2, (400,), generator=g).float()  # class mean + noise
+    C.fit(gan.G, [gan.G.encoder], torch.stack([labels.float(), thick], 1), seed=0)
+    asked = C.conditions_for(gan.G, 300)
+    own = torch.randint(0, 2, (300,), generator=torch.Generator().manual_seed(7))  # independent of the request
+    x = -torch.ones(300, 1, 28, 28)
+    for i, k in enumerate(asked[:, 0].long().tolist()):
+        x[i, 0, 4:24, 10:10 + k % 5 + 1 + int(own[i])] = 1.0  # the class's thickness, not the requested one
+    scores = attribute_agreement(gan.G, x)
+    assert scores["attr_r_thickness"] > 0.7
+    assert abs(scores["attr_r_thickness_within_class"]) < 0.2

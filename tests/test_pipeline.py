@@ -212,6 +212,13 @@ def test_every_preset_trains_through_the_pipeline_with_comparable_mlflow_runs(tm
     assert {"psi0.5_fid", "psi0.7_fid", "psi0.5_precision", "psi0.5_recall"} <= set(style.data.metrics)
     for f in ("style_mixing.png", "truncation.png", "traversal_w.png"):
         assert (proj / "samples" / "stylegan" / f).exists()
+    # Several conditioning inputs: label agreement and each measured input's correlation, and a grid per input
+    multi = next(r for r in children if r.data.tags["variant"] == "multimodal")
+    assert {"label_agreement", "attr_r_thickness", "attr_mae_thickness", "attr_r_slant"} <= set(multi.data.metrics)
+    for f in ("input_label.png", "input_thickness.png", "input_slant.png"):
+        assert (proj / "samples" / "multimodal" / f).exists()
+    record = json.loads((proj / "samples" / "multimodal" / "export.json").read_text())
+    assert len(record["inputs"]["grids"]["thickness"]["measured_mean"]) == 8
 
 
 def test_concurrent_variants_do_not_share_randomness(tmp_path):

@@ -90,6 +90,8 @@ def test_variant_takes_a_finite_step_and_checkpoint_reproduces_outputs(name, tmp
     G2, z_dim = V.generator_from_checkpoint(loaded)
     z = torch.randn(4, z_dim)
     y = C.conditions_for(gan.G, 4)  # a multi-input G: rows of its bank, restored from the checkpoint
+    if gan.conditioned:
+        assert torch.equal(C.conditions_for(G2, 4), y) and y[:, 1:].abs().sum() > 0
     expected = generate(trainer.G_ema if trainer.G_ema is not None else gan.G, z, y)
     assert torch.equal(expected, generate(G2, z, y))
 
