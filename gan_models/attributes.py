@@ -106,3 +106,10 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float:
     dx, dy = x - x.mean(), y - y.mean()
     den = np.sqrt((dx * dx).sum() * (dy * dy).sum())
     return float((dx * dy).sum() / den) if den > 0 else float("nan")
+
+
+def agreement(asked: np.ndarray, measured: np.ndarray) -> float:
+    """How well a measured attribute follows the requested one: Pearson's r, 0 when either is
+    constant (a constant attribute follows no request)."""
+    r = pearson(asked, measured)
+    return 0.0 if np.isnan(r) else r

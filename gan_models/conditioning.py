@@ -65,6 +65,10 @@ class ConditionEncoder(nn.Module):
         self.register_buffer("mean", torch.zeros(col))
         self.register_buffer("std", torch.ones(col))
 
+    def span(self, name: str) -> slice | None:
+        """The columns of input ``name`` in a condition row (None: not one of this encoder's inputs)."""
+        return next((slice(lo, hi) for n, lo, hi in self.slices if n == name), None)
+
     def forward(self, c: torch.Tensor) -> torch.Tensor:
         if c is None:
             raise ValueError(f"this network is conditioned on {', '.join(n for n, _ in self.inputs)}: pass their "
@@ -178,18 +182,17 @@ def fit(G: ConditionalGenerator, encoders: Sequence[ConditionEncoder], rows: tor
     enc = G.encoder
     mean = rows.double().mean(0)
     std = rows.double().std(0).clamp_min(1e-6)
-    for name, lo, hi in enc.slices:
-        if name == LABEL:
-            mean[lo:hi], std[lo:hi] = 0.0, 1.0
+    label = enc.span(LABEL)
+    if label is not None:  # the label column is a class index
+        mean[label], std[label] = 0.0, 1.0
     for e in encoders:
         e.mean.copy_(mean.to(e.mean.dtype))
         e.std.copy_(std.to(e.std.dtype))
     gen = torch.Generator().manual_seed(seed)
-    label = next(((lo, hi) for name, lo, hi in enc.slices if name == LABEL), None)
     if label is None:
         pick = torch.randint(rows.shape[0], (BANK,), generator=gen)
     else:
-        classes = rows[:, label[0]].round().long()
+        classes = rows[:, label.start].round().long()
         by_class = [torch.nonzero(classes == k).flatten() for k in range(enc.n_classes)]
         empty = [k for k, idx in enumerate(by_class) if not len(idx)]
         if empty:
@@ -199,14 +202,18 @@ def fit(G: ConditionalGenerator, encoders: Sequence[ConditionEncoder], rows: tor
     G.bank.copy_(rows[pick].to(G.bank.dtype))
 
 
+def balanced_labels(n: int, n_classes: int) -> torch.Tensor | None:
+    """0, 1, ..., K-1, 0, 1, ... for a conditional G (None for an unconditional one)."""
+    return torch.arange(n) % n_classes if n_classes else None
+
+
 def conditions_for(G: nn.Module, n: int) -> torch.Tensor | None:
     """What a generator is asked to draw for ``n`` samples: classes 0..K-1 in turn for a
     label-conditional G, the first ``n`` rows of the bank (cycled) for a multi-input one, None for
     an unconditional one."""
     if isinstance(G, ConditionalGenerator):
         return G.bank[torch.arange(n) % G.bank.shape[0]].cpu()
-    k = getattr(G, "n_classes", 0)
-    return torch.arange(n) % k if k else None
+    return balanced_labels(n, getattr(G, "n_classes", 0))
 
 
 def requested_labels(G: nn.Module, c: torch.Tensor | None) -> torch.Tensor | None:
@@ -214,27 +221,22 @@ def requested_labels(G: nn.Module, c: torch.Tensor | None) -> torch.Tensor | Non
     if c is None:
         return None
     if isinstance(G, ConditionalGenerator):
-        for name, lo, _ in G.encoder.slices:
-            if name == LABEL:
-                return c[:, lo].round().long()
-        return None
+        label = G.encoder.span(LABEL)
+        return c[:, label.start].round().long() if label is not None else None
     return c
 
 
 def column(G: ConditionalGenerator, name: str, c: torch.Tensor) -> torch.Tensor:
-    """The columns of input ``name`` in conditions ``c``."""
-    for n, lo, hi in G.encoder.slices:
-        if n == name:
-            return c[:, lo:hi]
-    raise KeyError(name)
+    """The columns of input ``name`` in conditions ``c`` (a view)."""
+    cols = G.encoder.span(name)
+    if cols is None:
+        raise KeyError(name)
+    return c[:, cols]
 
 
 def with_column(G: ConditionalGenerator, name: str, c: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
     """``c`` with input ``name`` set to ``value`` (broadcast over rows)."""
     out = c.clone()
-    for n, lo, hi in G.encoder.slices:
-        if n == name:
-            out[:, lo:hi] = value
-            return out
-    raise KeyError(name)
+    column(G, name, out)[:] = value
+    return out
 

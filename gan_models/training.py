@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from . import conditioning
+from .conditioning import balanced_labels
 from .data import to_model_range
 from .losses import Batch
 from .variants import GAN, memory_format
@@ -355,11 +356,6 @@ class Trainer:
                     on_checkpoint(self.step, self.state_dict())
         finally:
             bar.close()
-
-
-def balanced_labels(n: int, n_classes: int) -> torch.Tensor | None:
-    """0, 1, ..., K-1, 0, 1, ... for a conditional G (None for an unconditional one)."""
-    return torch.arange(n) % n_classes if n_classes else None
 
 
 def sample(G: nn.Module, n: int, z_dim: int, seed: int, batch_size: int = 500,

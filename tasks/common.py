@@ -107,8 +107,8 @@ def load_prepared(layout: Layout) -> Prepared:
     source = [tr["a"], tr["ya"], he["a"], he["ya"]] if "a" in tr else []
     train_c, held_c = inputs_of(tr), inputs_of(he)
     h = content_hash(tr["x"], tr["y"], he["x"], he["y"], *source)
-    inputs_ok = (content_hash(*input_arrays(train_c, held_c)) == manifest.get("inputs_hash")) if train_c or \
-        "inputs_hash" in manifest else True
+    inputs_ok = (content_hash(*input_arrays(train_c, held_c)) == manifest["inputs_hash"]
+                 if "inputs_hash" in manifest else not train_c)
     if h != manifest.get("content_hash") or not inputs_ok:
         raise DataError(f"prepared data in {d} does not match its manifest (content hash differs): a file was "
                         "changed or damaged; rerun python -m flows prepare")

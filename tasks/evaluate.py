@@ -21,7 +21,7 @@ import numpy as np
 
 from gan_models import checkpoint as ck
 from gan_models import conditioning as cond
-from gan_models.attributes import ATTRIBUTES, measure, pearson
+from gan_models.attributes import ATTRIBUTES, agreement, measure
 from gan_models.perceptual import distance_for, diversity_scores
 from gan_models.variants import generator_from_checkpoint
 
@@ -109,18 +109,13 @@ def attribute_agreement(G, fake) -> dict[str, float]:
     classes = cond.requested_labels(G, asked)
     names = [n for n, _ in G.inputs if n in ATTRIBUTES]
     got = measure(fake.numpy(), names)
-
-    def r(a, b) -> float:
-        v = pearson(a, b)
-        return 0.0 if np.isnan(v) else v  # a constant attribute follows no request
-
     out = {}
     for name in names:
         want = cond.column(G, name, asked)[:, 0].numpy()
-        out[f"attr_r_{name}"] = r(want, got[name])
+        out[f"attr_r_{name}"] = agreement(want, got[name])
         out[f"attr_mae_{name}"] = float(abs(want - got[name]).mean())
         if classes is not None:
-            per = [r(want[m], got[name][m]) for m in (classes.numpy() == k for k in np.unique(classes.numpy()))
+            per = [agreement(want[m], got[name][m]) for m in (classes.numpy() == k for k in np.unique(classes.numpy()))
                    if m.sum() > 2]
             if per:
                 out[f"attr_r_{name}_within_class"] = float(np.mean(per))

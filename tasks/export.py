@@ -28,7 +28,7 @@ import torch
 from gan_models import images as I
 from gan_models.data import save_arrays
 from gan_models import conditioning as cond
-from gan_models.attributes import ATTRIBUTES, pearson
+from gan_models.attributes import ATTRIBUTES, agreement
 from gan_models.attributes import measure as measure_attributes
 from gan_models.conditioning import conditions_for
 from gan_models.training import generate
@@ -266,8 +266,7 @@ def input_grid(G, z_dim: int, name: str, seed: int) -> tuple[torch.Tensor, int, 
     if name in ATTRIBUTES and images.shape[1] == 1:
         measured = measure_attributes(images.numpy(), [name])[name].reshape(WALK_ROWS, k)
         record["measured_mean"] = [round(float(v), 4) for v in measured.mean(0)]
-        r = pearson(values[:, 0].repeat(WALK_ROWS).numpy(), measured.ravel())
-        record["pearson_r"] = 0.0 if np.isnan(r) else round(r, 4)  # constant measurements follow nothing
+        record["pearson_r"] = round(agreement(values[:, 0].repeat(WALK_ROWS).numpy(), measured.ravel()), 4)
     return images, k, record
 
 

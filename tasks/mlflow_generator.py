@@ -49,7 +49,7 @@ class GeneratorModel(PythonModel):
         if labels is not None and len(labels) != len(z):  # the signature's default ([0]): none given
             labels = None
         y = cond.conditions_for(self.G, len(z))  # classes in turn; a multi-input G: real condition rows
-        if labels is not None and cond.is_conditioned(self.G) and any(n == cond.LABEL for n, _ in self.G.inputs):
+        if labels is not None and cond.is_conditioned(self.G) and self.G.encoder.span(cond.LABEL) is not None:
             y = cond.with_column(self.G, cond.LABEL, y, torch.as_tensor(labels, dtype=y.dtype)[:, None])
         elif labels is not None and getattr(self.G, "n_classes", 0):
             y = torch.as_tensor(labels)

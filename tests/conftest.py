@@ -91,6 +91,28 @@ def tiny_params(project):
     return load_params(project / "params.yaml")
 
 
+def run_stages(project: Path, doc: dict, variant: str):
+    """Write ``doc`` as the project's params.yaml and run prepare, train, select and evaluate for
+    ``variant`` in-process; returns (params, its metrics, the selected generator, its z_dim)."""
+    from gan_models.checkpoint import load_checkpoint
+    from gan_models.variants import generator_from_checkpoint
+    from tasks.common import Layout
+    from tasks.config import load_params
+    from tasks.evaluate import evaluate
+    from tasks.prepare import prepare
+    from tasks.select import select
+    from tasks.train import train
+
+    write_params(project / "params.yaml", doc)
+    params = load_params(project / "params.yaml")
+    prepare(params)
+    train(params, variant, progress=False)
+    select(params, variant)
+    metrics = evaluate(params, variant)
+    G, z_dim = generator_from_checkpoint(load_checkpoint(Layout().best_checkpoint(variant)))
+    return params, metrics, G, z_dim
+
+
 def copy_project(dest: Path, params: dict) -> Path:
     """A git + DVC repository with this project's code, dvc.yaml and the given params."""
     dest.mkdir(parents=True, exist_ok=True)

@@ -245,33 +245,20 @@ def test_truncation_strip_runs_from_the_average_image_to_the_untruncated_one():
 
 
 def test_stylegan_through_the_stages_reports_metrics_at_psi_1_and_the_truncation_tradeoff(project):
-    from conftest import TINY, write_params
-    from gan_models.checkpoint import load_checkpoint
+    from conftest import TINY, run_stages
     from gan_models.training import sample
-    from gan_models.variants import generator_from_checkpoint
-    from tasks.common import Layout
-    from tasks.config import load_params
-    from tasks.evaluate import evaluate
+    from tasks.common import Layout, load_prepared
     from tasks.export import export
-    from tasks.prepare import prepare
     from tasks.scoring import Scorer
-    from tasks.select import select
-    from tasks.train import train
 
     tiny = {"generator": {"width": 4, "max_width": 8, "w_dim": 16, "truncation_psi": 0.8},
             "discriminator": {"width": 4, "max_width": 8}, "z_dim": 16}
     doc = {**TINY, "train": {**TINY["train"], "steps": 6, "checkpoint_every": 3, "parallel": 1,
                              "variants": {"stylegan": tiny}}, "evaluate": {"n_samples": 100}}
-    write_params(project / "params.yaml", doc)
-    params = load_params(project / "params.yaml")
-    prepare(params)
-    train(params, "stylegan", progress=False)
-    select(params, "stylegan")
-    m = evaluate(params, "stylegan")
+    params, m, G, z_dim = run_stages(project, doc, "stylegan")
     layout = Layout()
-    G, z_dim = generator_from_checkpoint(load_checkpoint(layout.best_checkpoint("stylegan")))
     assert G.truncation_psi == 0.8  # as configured: samples and exports use it
-    scorer = Scorer.load(layout, __import__("tasks.common", fromlist=["x"]).load_prepared(layout), "train")
+    scorer = Scorer.load(layout, load_prepared(layout), "train")
     G.truncation_psi = 1.0
     assert m["fid"] == pytest.approx(scorer.score(sample(G, 100, z_dim, params.evaluate.seed))["fid"], rel=1e-9)
     G.truncation_psi = 0.5

@@ -73,29 +73,16 @@ def test_the_independent_classifier_reads_its_own_architecture_back(tmp_path):
 
 
 def test_a_conditional_variant_reports_how_often_its_samples_show_the_class_asked_for(project):
-    from conftest import TINY, write_params
-    from gan_models.checkpoint import load_checkpoint
+    from conftest import TINY, run_stages
     from gan_models.classifier import features_and_logits, load_classifier
     from gan_models.training import balanced_labels, sample
-    from gan_models.variants import generator_from_checkpoint
     from tasks.common import Layout
-    from tasks.config import load_params
-    from tasks.evaluate import evaluate
-    from tasks.prepare import prepare
-    from tasks.select import select
-    from tasks.train import train
 
     doc = {**TINY, "train": {**TINY["train"], "parallel": 1, "variants": {
         "cgan": {"generator": {"arch": "mlp", "hidden": [32]}, "discriminator": {"arch": "mlp", "hidden": [32]},
                  "z_dim": 8}}}}
-    write_params(project / "params.yaml", doc)
-    params = load_params(project / "params.yaml")
-    prepare(params)
-    train(params, "cgan", progress=False)
-    select(params, "cgan")
-    m = evaluate(params, "cgan")
+    params, m, G, z_dim = run_stages(project, doc, "cgan")
     layout = Layout()
-    G, z_dim = generator_from_checkpoint(load_checkpoint(layout.best_checkpoint("cgan")))
     n = params.evaluate.n_samples
     _, logits = features_and_logits(load_classifier(layout.prepared / "classifier.pt"),
                                     sample(G, n, z_dim, params.evaluate.seed))
