@@ -47,7 +47,7 @@ def main():
     os.chdir(ROOT)
     from gan_models import metrics as M
     from gan_models.features import EXTRACTORS, load_for
-    from tasks.common import Layout, load_prepared
+    from tasks.layout import Layout, load_prepared
     from tasks.config import load_params
     from tasks.prepare import prepare
 
@@ -62,7 +62,8 @@ def main():
     sets = {"real half B (disjoint)": b, "blurred half B (sigma 1)": blur(b),
             "one class (all 1s of the train split)": x[y == 1]}
     print(f"Metrics on {prep.manifest['dataset']} ({ext.name} features), reference: real half A ({half} images)\n")
-    from gan_models.perceptual import classifier_pips, mean_pairwise
+    from gan_models.features.perceptual import classifier_pips
+    from gan_models.metrics.diversity import mean_pairwise
 
     dist = classifier_pips(Layout().prepared / "classifier.pt")
     pairs = 500 if args.quick else 2000
@@ -84,7 +85,7 @@ def main():
     print("Extractor throughput on this CPU (images/s, 28x28 grey input)\n")
     print("| extractor | batch size | images/s |")
     print("|---|---|---|")
-    from gan_models.classifier import features_and_logits, load_classifier
+    from gan_models.features.classifier import features_and_logits, load_classifier
 
     model = load_classifier(Layout().prepared / "classifier.pt")
     data = torch.from_numpy(x[:2000])
@@ -96,7 +97,7 @@ def main():
     imgs = torch.from_numpy(x[:60 if args.quick else 200])
     import tempfile
 
-    from gan_models.inception import WEIGHTS_NAME, FIDInception
+    from gan_models.features.inception import WEIGHTS_NAME, FIDInception
 
     with tempfile.TemporaryDirectory() as d:
         w = Path(d) / WEIGHTS_NAME
@@ -112,7 +113,7 @@ def main():
           "backbone weights, resized to 64x64)\n")
     print("| distance | pairs/s |")
     print("|---|---|")
-    from gan_models.perceptual import BACKBONES, lpips
+    from gan_models.features.perceptual import BACKBONES, lpips
 
     with tempfile.TemporaryDirectory() as d:
         import torchvision

@@ -58,13 +58,13 @@ def variant_spec(variant: str, protocol: str) -> dict:
     from gan_models import variants as V
 
     shared = PROTOCOLS[protocol]
-    preset = V.resolve_spec(variant)
-    overrides = {**shared, "loss": preset["loss"], "tricks": preset["tricks"]}
+    preset = V.resolve(variant)
+    overrides = {**shared, "loss": preset.loss.to_dict(), "tricks": dict(preset.tricks_set)}
     if variant == "minibatch_disc":
         overrides["discriminator"] = {**shared["discriminator"], "minibatch_features": 16}
     if variant == "wgan_gp":
         overrides["betas"] = [0.5, 0.9]  # WGAN-GP's own Adam betas, with its loss and n_critic 5
-    return V.resolve_spec(variant, overrides)
+    return V.resolve(variant, overrides)
 
 
 def run_one(dataset: str, variant: str, seed: int, steps: int, batch_size: int, protocol: str,
@@ -73,14 +73,15 @@ def run_one(dataset: str, variant: str, seed: int, steps: int, batch_size: int, 
 
     torch.set_num_threads(1)
     from gan_models import data as D
+from gan_models.data import mixtures as D_mixtures
     from gan_models import metrics as M
     from gan_models import variants as V
     from gan_models.training import Trainer, sample
 
     raw = D.DATASETS.get(dataset)(n_points=100_000, seed=seed)
-    centers, std = D.mixture_centers(dataset)
+    centers, std = D_mixtures.mixture_centers(dataset)
     torch.manual_seed(seed)
-    gan = V.build(variant, variant_spec(variant, protocol), V.DataInfo("points", (2,), len(centers)))
+    gan = V.build(variant_spec(variant, protocol), V.DataInfo("points", (2,), len(centers)))
     if protocol == "paper":  # PacGAN's initialisation
         for m in [*gan.G.modules(), *gan.D.modules()]:
             if isinstance(m, torch.nn.Linear):
@@ -152,7 +153,7 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(len(datasets), 2 + len(variants), figsize=(3.2 * (2 + len(variants)), 3.2 * len(datasets)),
                              squeeze=False)
     for i, ds in enumerate(datasets):
-        centers, std = D.mixture_centers(ds)
+        centers, std = D_mixtures.mixture_centers(ds)
         for v in variants:
             rs = [r for r in rows if r["dataset"] == ds and r["variant"] == v]
             if not rs:

@@ -37,8 +37,8 @@ def child_train(size: int, batch: int, steps: int) -> dict:
     from gan_models.training import Trainer
 
     torch.manual_seed(0)
-    spec = V.resolve_spec("dcgan", {"generator": {"width": 32}, "discriminator": {"width": 32}})
-    gan = V.build("dcgan", spec, V.DataInfo("image", (1, size, size), 10))
+    spec = V.resolve("dcgan", {"generator": {"width": 32}, "discriminator": {"width": 32}})
+    gan = V.build(spec, V.DataInfo("image", (1, size, size), 10))
     data = torch.randint(0, 256, (5000, 1, size, size), dtype=torch.uint8)
     tr = Trainer(gan, data, batch_size=batch, seed=0)
     tr.run(3, log_every=0, progress=False)  # warm-up
@@ -58,12 +58,12 @@ def child_eval(size: int, n: int) -> dict:
 
     from gan_models import metrics as M
     from gan_models import variants as V
-    from gan_models.classifier import SmallCNN, features_and_logits
+    from gan_models.features.classifier import SmallCNN, features_and_logits
     from gan_models.training import sample
 
     torch.manual_seed(0)
-    spec = V.resolve_spec("dcgan", {"generator": {"width": 32}, "discriminator": {"width": 32}})
-    gan = V.build("dcgan", spec, V.DataInfo("image", (1, size, size), 10))
+    spec = V.resolve("dcgan", {"generator": {"width": 32}, "discriminator": {"width": 32}})
+    gan = V.build(spec, V.DataInfo("image", (1, size, size), 10))
     clf = SmallCNN(1, 10).eval()
     real = torch.randint(0, 256, (2000, 1, size, size), dtype=torch.uint8)
     ref = M.reference_stats(features_and_logits(clf, real)[0])

@@ -30,8 +30,8 @@ from gan_models.training import Trainer  # noqa: E402
 
 def _trainer(size: int, batch: int, cfg: set[str]) -> Trainer:
     torch.manual_seed(0)
-    spec = V.resolve_spec("dcgan", {"generator": {"width": 32}, "discriminator": {"width": 32}})
-    gan = V.build("dcgan", spec, V.DataInfo("image", (1, size, size), 10))
+    spec = V.resolve("dcgan", {"generator": {"width": 32}, "discriminator": {"width": 32}})
+    gan = V.build(spec, V.DataInfo("image", (1, size, size), 10))
     if "channels_last" in cfg:
         gan.G.to(memory_format=torch.channels_last)
         gan.D.to(memory_format=torch.channels_last)
@@ -71,7 +71,7 @@ def _allocator_child(mode: str, variant: str, size: int, steps: int) -> None:
         assert runtime.keep_freed_memory(), "mallopt is not available here"
     torch.manual_seed(0)
     extra = {"generator": {"width": 32}, "discriminator": {"width": 32}} if variant == "dcgan" else {}
-    gan = V.build(variant, V.resolve_spec(variant, extra), V.DataInfo("image", (1, size, size), 10))
+    gan = V.build(V.resolve(variant, extra), V.DataInfo("image", (1, size, size), 10))
     tr = Trainer(gan, torch.randint(0, 256, (4000, 1, size, size), dtype=torch.uint8), batch_size=64, seed=0)
     tr.run(5, log_every=0, progress=False)
     f0, t = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()

@@ -59,7 +59,7 @@ def spec_for(variant: str, g_width: int, d_width: int) -> dict:
     from gan_models import variants as V
 
     d = {"arch": "dcgan", "width": d_width, **({"minibatch_features": 16} if variant == "minibatch_disc" else {})}
-    return V.resolve_spec("dcgan", {"generator": {"arch": "dcgan", "width": g_width}, "discriminator": d,
+    return V.resolve("dcgan", {"generator": {"arch": "dcgan", "width": g_width}, "discriminator": d,
                                     "loss": {"name": "bce"}, "tricks": TRICKS[variant], "z_dim": 100,
                                     "optimizer": "adam", "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999]})
 
@@ -94,13 +94,13 @@ def run_one(proj: Path, variant: str, seed: int, steps: int, g_width: int, d_wid
     from gan_models import variants as V
     from gan_models.features import EXTRACTORS
     from gan_models.training import Trainer
-    from tasks.common import Layout, load_prepared
+    from tasks.layout import Layout, load_prepared
 
     layout = Layout(proj)
     prep = load_prepared(layout)
     reader = EXTRACTORS.get("stacked_digits")(layout.prepared)
     torch.manual_seed(seed)
-    gan = V.build(variant, spec_for(variant, g_width, d_width), prep.info)
+    gan = V.build(spec_for(variant, g_width, d_width), prep.info)
     tr = Trainer(gan, torch.from_numpy(prep.train_x), batch_size=batch_size, seed=seed)
     curve, t0 = [], time.time()
     for stop in [*range(eval_every, steps, eval_every), steps]:

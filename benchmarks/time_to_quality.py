@@ -85,7 +85,7 @@ def recipe_spec(name: str) -> tuple[dict, int]:
     from gan_models import variants as V
 
     preset, overrides, batch_size, _ = RECIPES[name]
-    return V.resolve_spec(preset, overrides), batch_size
+    return V.resolve(preset, overrides), batch_size
 
 
 def uses_classifier(spec: dict) -> bool:
@@ -115,8 +115,8 @@ class Judge:
         import numpy as np
 
         from gan_models import metrics as M
-        from gan_models.classifier import load_classifier
-        from tasks.common import Layout, load_prepared
+        from gan_models.features.classifier import load_classifier
+        from tasks.layout import Layout, load_prepared
 
         layout = Layout(proj)
         self.prep = load_prepared(layout)
@@ -124,7 +124,7 @@ class Judge:
         self.freq = np.asarray(man["class_frequencies"])
         self.nets = {"classifier": load_classifier(layout.prepared / "classifier.pt"),
                      "independent": load_classifier(layout.prepared / man["independent"]["file"])}
-        from gan_models.classifier import features_and_logits
+        from gan_models.features.classifier import features_and_logits
 
         held = self.prep.held_x
         self.refs = {k: M.reference_stats(features_and_logits(net, held)[0]) for k, net in self.nets.items()}
@@ -133,7 +133,7 @@ class Judge:
 
     def __call__(self, images) -> dict[str, float]:
         from gan_models import metrics as M
-        from gan_models.classifier import features_and_logits
+        from gan_models.features.classifier import features_and_logits
 
         out = {}
         for k, net in self.nets.items():
@@ -151,17 +151,17 @@ def run_recipe(name: str, judge: Judge, proj: Path, minutes: float, every: float
     from gan_models import variants as V
     from gan_models.features import perceptual_network
     from gan_models.training import Trainer, sample
-    from tasks.common import Layout
+    from tasks.layout import Layout
 
     torch.set_num_threads(threads)
     spec, batch_size = recipe_spec(name)
     prep = judge.prep
     torch.manual_seed(0)
-    gan = V.build(name, spec, prep.info)
+    gan = V.build(spec, prep.info)
     if gan.loss.tricks.perceptual_weight:
         gan.loss.perceptual_net = perceptual_network(gan.loss.tricks.perceptual_net, Layout(proj).prepared)
     labels = torch.from_numpy(prep.train_y) if gan.n_classes else None
-    trainer = Trainer(gan, torch.from_numpy(prep.train_x), batch_size=batch_size, seed=0, labels=labels)
+    trainer = Trainer(gan, torch.from_numpy(prep.train_x), batch_size=batch_size, seed=0, conditions=labels)
     points, spent, due = [], 0.0, every
     started = time.time()
     while spent < minutes * 60 - 1e-9:

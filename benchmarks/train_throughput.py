@@ -34,7 +34,7 @@ CASES = [  # name, overrides, image size
 
 def _build(name, overrides, size, seed=0):
     torch.manual_seed(seed)
-    return V.build(name, V.resolve_spec(name, overrides), V.DataInfo("image", (1, size, size), 10))
+    return V.build(V.resolve(name, overrides), V.DataInfo("image", (1, size, size), 10))
 
 
 def plain_loop(gan, data, steps, batch_size, seed=0):
@@ -42,8 +42,8 @@ def plain_loop(gan, data, steps, batch_size, seed=0):
     G, D = gan.G, gan.D
     opt_g, opt_d = gan.make_optimizers()
     gen = torch.Generator().manual_seed(seed)
-    wgan = gan.spec["loss"]["name"] == "wgan_gp"
-    n_critic = gan.spec["loss"].get("n_critic", 5) if wgan else 1
+    wgan = gan.spec.loss.name == "wgan_gp"
+    n_critic = gan.spec.loss.options.get("n_critic", 5) if wgan else 1
     for _ in range(steps):
         for _ in range(n_critic):
             real = to_model_range(data[torch.randint(len(data), (batch_size,), generator=gen)])

@@ -151,7 +151,7 @@ def sweep(batches: list[int], minutes: float, every: float, workdir: Path) -> st
     from gan_models.data import to_model_range
     from gan_models.features import EXTRACTORS
     from gan_models.training import Trainer, generate
-    from tasks.common import Layout, load_prepared
+    from tasks.layout import Layout, load_prepared
 
     layout = Layout(proj)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -161,7 +161,7 @@ def sweep(batches: list[int], minutes: float, every: float, workdir: Path) -> st
     rows = []
     for bs in batches:
         torch.manual_seed(0)
-        gan = V.build("cyclegan", V.resolve_spec("cyclegan", {"lr_decay": 0.0}), prep.info)
+        gan = V.build(V.resolve("cyclegan", {"lr_decay": 0.0}), prep.info)
         trainer = Trainer(gan, torch.from_numpy(prep.train_x), batch_size=bs, seed=0,
                           source=torch.from_numpy(prep.train_a))
         spent, due = 0.0, every
@@ -203,17 +203,19 @@ def ceiling(epochs: int = 4) -> str:
 
     sys.path.insert(0, str(ROOT))
     from gan_models import data as D
-    from gan_models.classifier import features_and_logits, train_classifier
+from gan_models.data import embedded as D_embedded
+from gan_models.data import translation as D_translation
+    from gan_models.features.classifier import features_and_logits, train_classifier
 
     torch.set_num_threads(os.cpu_count() or 1)
-    raw = D.load_mnist_subset()
+    raw = D_embedded.load_mnist_subset()
     perm = np.random.default_rng(0).permutation(len(raw.x))
     train, held = perm[:4500], perm[4500:]
     cross = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)[None, None]
-    versions = {"original digits": raw.x, "thin2thick A: 2x2-square erosion (thin)": D.thin(raw.x),
+    versions = {"original digits": raw.x, "thin2thick A: 2x2-square erosion (thin)": D_translation.thin(raw.x),
                 "rejected A: 3x3-cross erosion": ndimage.grey_erosion(raw.x, footprint=cross),
-                "thin2thick B: 3x3-square dilation (thick)": D.thicken(raw.x),
-                "edges2digits A: morphological gradient": D.edge_map(raw.x)}
+                "thin2thick B: 3x3-square dilation (thick)": D_translation.thicken(raw.x),
+                "edges2digits A: morphological gradient": D_translation.edge_map(raw.x)}
     lines = [f"SmallCNN trained {epochs} epochs on 4,500 images of each version, accuracy on the other 500:", "",
              "| version | held-out accuracy | share of pixels > 127 |", "|---|---|---|"]
     for name, x in versions.items():

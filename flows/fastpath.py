@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tasks.common import Layout, fingerprint
 from tasks.config import Params
+from tasks.layout import Layout
+from tasks.records import fingerprint
 from tasks.stages import code_hashes, pipeline_state
 
 
@@ -31,7 +32,7 @@ def already_done(params: Params, layout: Layout = Layout()) -> dict[str, Any] | 
         return None
     tracking = None
     if params.tracking.enabled:
-        from tasks.tracking import Tracker
+        from tasks.reporting.tracking import Tracker
 
         tracking = Tracker.logged_run(params, state)
         if tracking is None:

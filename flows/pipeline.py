@@ -16,22 +16,15 @@ from prefect import flow
 from prefect.futures import wait
 from prefect.task_runners import ProcessPoolTaskRunner
 
-from tasks.common import Layout
-from tasks.config import Params, load_params
-from tasks.tracking import UI_BASE, Tracker, experiment_url, register_best
+from flows.errors import PipelineFailed
 from flows.fastpath import logged_state
-
 from flows.prefect_tasks import evaluate_task, export_task, prepare_task, select_task, train_task
+from tasks.config import Params, load_params
+from tasks.layout import Layout
+from tasks.reporting.model_registry import register_best
+from tasks.reporting.tracking import UI_BASE, Tracker, experiment_url
 
 log = logging.getLogger("flows")
-
-
-class PipelineFailed(RuntimeError):
-    """Some variants failed; ``result`` holds what the others produced."""
-
-    def __init__(self, message: str, result: dict[str, Any]):
-        super().__init__(message)
-        self.result = result
 
 
 def _flow_run_name() -> str:
@@ -67,10 +60,8 @@ def pipeline(params_file: str = "params.yaml", overrides: list[str] | None = Non
     if tracker is not None and params.tracking.registered_model:
         # Generators from noise only: a translation model takes images (another signature), and its
         # selection metric (L1 to the ground truth) does not rank against FID.
-        from gan_models.variants import translation_task
-
         selections = {v: r["select"] for v, r in result["variants"].items()
-                      if "select" in r and translation_task(params.variant_spec(v)) is None}
+                      if "select" in r and params.variant_spec(v).translation is None}
         result["registry"] = register_best(tracker, params.tracking.registered_model, selections,
                                            result["prepare"]["kind"], result["prepare"]["content_hash"])
     if not result["failed"]:
@@ -92,26 +83,20 @@ def pipeline(params_file: str = "params.yaml", overrides: list[str] | None = Non
     return result
 
 
-# Columns of the metrics table artifact (those a variant has), in this order.
-TABLE_KEYS = ("fid", "is_mean", "classes_covered", "confident_fraction", "independent_confident_fraction",
-              "independent_fid", "kid_mean", "precision", "recall",
-              "density", "coverage", "clfpips_diversity_ratio", "lpips_alex_diversity_ratio",
-              "lpips_vgg_diversity_ratio", "modes_covered", "high_quality_fraction", "reverse_kl", "fid_points",
-              "l1", "psnr", "ssim", "label_preservation", "cycle_l1_aba", "label_agreement", "attr_r_thickness",
-              "attr_r_slant", "attr_r_width", "attr_r_height")
-
-
 def publish_artifacts(result: dict[str, Any], params: Params, params_file: str) -> None:
     """Prefect artifacts of this flow run: a table of the variants' final metrics (what
     ``flows compare`` shows) and a markdown summary saying where outputs and MLflow runs are."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+    from gan_models.metrics import table_scores
+
+    keys = [name for name, _ in table_scores()]
     rows = []
     for v, stages in result["variants"].items():
         m, sel = stages.get("evaluate", {}), stages.get("select", {})
         rows.append({"variant": v, "status": "FAILED" if v in result["failed"] else "ok",
                      "selected_step": sel.get("best_step"), "extractor": m.get("extractor"),
-                     **{k: round(float(m[k]), 4) for k in TABLE_KEYS if k in m}})
+                     **{k: round(float(m[k]), 4) for k in keys if k in m}})
     t = result.get("tracking")
     lines = [f"# GAN pipeline: {params_file}", "",
              f"Data: **{result['prepare']['dataset']}** (content hash `{result['prepare']['content_hash'][:12]}`), "
@@ -156,8 +141,8 @@ def task_runner(n_parallel: int, dask_address: str | None):
     return ProcessPoolTaskRunner(max_workers=n_parallel)
 
 
-# Each stage after the first waits on the one named beside it.
-STAGES = (("train", train_task, None), ("select", select_task, "train"),
+# The per-variant steps of the flow; each after the first waits on the one named beside it.
+VARIANT_STEPS = (("train", train_task, None), ("select", select_task, "train"),
           ("evaluate", evaluate_task, "select"), ("export", export_task, "select"))
 
 
@@ -197,7 +182,7 @@ def _run_here(params: Params, tracker: Tracker | None, layout: Layout, progress:
     outcomes: dict[str, dict] = {}
     for i, v in enumerate(params.variant_names):
         outcomes[v] = {}
-        for stage, task, upstream in STAGES:
+        for stage, task, upstream in VARIANT_STEPS:
             if upstream is not None and (upstream not in outcomes[v] or not outcomes[v][upstream][0].is_completed()):
                 continue  # a failed (or skipped) stage's dependents do not run; the failure is reported once
             extra = {"position": i, "progress": progress} if stage == "train" else {}
@@ -213,7 +198,7 @@ def _run_on_runner(params: Params, tracker: Tracker | None, layout: Layout, prog
     # Submitted stage by stage, so that every training run is queued before any task that waits
     # on one: a worker blocked on an upstream task never holds back a training run.
     with runner:
-        for stage, task, upstream in STAGES:
+        for stage, task, upstream in VARIANT_STEPS:
             for i, v in enumerate(params.variant_names):
                 extra = {"position": i, "progress": progress} if stage == "train" else {}
                 futures[v][stage] = runner.submit(

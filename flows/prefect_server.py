@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from tasks.common import file_lock
+from tasks.runtime import file_lock
 
 
 def quiet_prefect() -> None:

@@ -20,16 +20,17 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from gan_models.checkpoint import sha256_file
+from gan_models.files import sha256_file
 from gan_models.training import DivergenceError
 from tasks import evaluate as _evaluate
 from tasks import export as _export
 from tasks import prepare as _prepare
 from tasks import select as _select
 from tasks import train as _train
-from tasks.common import Layout
 from tasks.config import Params, ensure_plugins
-from tasks.tracking import Tracker, checkpoint_grids
+from tasks.layout import Layout
+from tasks.reporting.tracking import Tracker
+from tasks.select import checkpoint_grids
 
 log = logging.getLogger(__name__)
 

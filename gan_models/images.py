@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .checkpoint import atomic_write_bytes
+from .files import atomic_write_bytes
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

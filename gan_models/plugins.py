@@ -1,6 +1,6 @@
 """Plugins: a user's own components, registered from the user's own module or installed package.
 
-Two ways in, both calling the same registration API the built-ins use (``REGISTRIES`` below):
+Two ways in, both calling the same registration API the built-ins use (``registries()`` below):
 
 * ``plugins: [my_module, ...]`` in params.yaml: importable module names (a file next to
   params.yaml, or any installed module);
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from .checkpoint import sha256_file
+from .files import sha256_file
 from .registry import LOADED_PLUGINS, Registry, registering_as
 
 ENTRY_POINT_GROUP = "gan_pipeline.plugins"
@@ -47,12 +47,12 @@ class PluginError(ValueError):
 
 def registries() -> dict[str, Registry]:
     """Every registry a plugin may add to, by the kind of component it holds."""
-    from . import data, features, losses, metrics, variants
+    from . import data, features, losses, metrics, networks, variants
 
-    return {"generator": variants.GENERATORS, "translator": variants.TRANSLATORS,
-            "discriminator": variants.DISCRIMINATORS,
-            "loss": variants.LOSSES, "variant": variants.VARIANTS, "augmentation": losses.AUGMENTATIONS,
-            "dataset": data.DATASETS, "extractor": features.EXTRACTORS, "metric": metrics.METRICS}
+    return {"generator": networks.GENERATORS, "translator": networks.TRANSLATORS,
+            "discriminator": networks.DISCRIMINATORS, "loss": losses.LOSSES, "variant": variants.VARIANTS,
+            "augmentation": losses.AUGMENTATIONS, "dataset": data.DATASETS, "extractor": features.EXTRACTORS,
+            "metric": metrics.METRICS, "score": metrics.SCORES}
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ class Entry(Generic[T]):
     value: T
     description: str
     source: str = BUILTIN  # who registered it: this project, or the plugin's name
+    facts: Any = None  # what a kind declares of an entry besides its value (a data set's shape, ...)
 
 
 class Registry(Generic[T]):
@@ -37,13 +38,15 @@ class Registry(Generic[T]):
     a builder must accept them, and each of its other parameters is an option a user may set in
     params.yaml, so it must have a default (its type is the option's type)."""
 
-    def __init__(self, kind: str, fixed: tuple[str, ...] | None = None):
+    def __init__(self, kind: str, fixed: tuple[str, ...] | None = None, hierarchical: bool = False):
         self.kind = kind
         self.fixed = fixed
+        self.hierarchical = hierarchical  # names may have "/"-separated parts (metric names: human/hype_inf)
         self._entries: dict[str, Entry[T]] = {}
 
-    def register(self, name: str, value: T, description: str) -> T:
-        if not isinstance(name, str) or not name.isidentifier():
+    def register(self, name: str, value: T, description: str, facts: Any = None) -> T:
+        parts = name.split("/") if isinstance(name, str) and self.hierarchical else [name]
+        if not all(isinstance(p, str) and p.isidentifier() for p in parts):
             raise ValueError(f"{self.kind} name must be an identifier-like string, got {name!r}")
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} is already registered (by {self._entries[name].source})")
@@ -51,7 +54,7 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} {name!r} needs a one-line description")
         if self.fixed is not None:
             check_builder(f"{self.kind} {name!r}", value, self.fixed)
-        self._entries[name] = Entry(name, value, description.strip(), _source.get())
+        self._entries[name] = Entry(name, value, description.strip(), _source.get(), facts)
         return value
 
     def get(self, name: str) -> T:

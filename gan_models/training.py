@@ -25,10 +25,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import conditioning
-from .conditioning import balanced_labels
-from .data import to_model_range
+from .data.base import to_model_range
 from .losses import Batch
+from .networks import conditioning
+from .networks.conditioning import balanced_labels
 from .variants import GAN, memory_format
 
 LogFn = Callable[[int, dict[str, float]], None]
@@ -94,16 +94,18 @@ class Trainer:
     """Holds networks, optimizers, RNG and step; ``run`` trains up to a number of steps."""
 
     def __init__(self, gan: GAN, data: torch.Tensor, *, batch_size: int, seed: int,
-                 device: str | torch.device = "cpu", labels: torch.Tensor | None = None,
+                 device: str | torch.device = "cpu", conditions: torch.Tensor | None = None,
                  source: torch.Tensor | None = None):
         """``data``: the training images (the target domain of a translation variant);
+        ``conditions``: what a conditional G is given per sample: class labels (N,), or for a
+        multi-input variant the (N, columns) rows of ``conditioning.table``;
         ``source``: a translation variant's input images (paired: source[i] belongs to data[i])."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if data.shape[0] < batch_size:
             raise ValueError(f"the training set has {data.shape[0]} samples, fewer than the batch size "
                              f"{batch_size}; lower train.batch_size")
-        if (gan.n_classes or gan.conditioned) and labels is None:
+        if (gan.n_classes or gan.conditioned) and conditions is None:
             raise ValueError(f"variant {gan.name!r} is conditional and needs " +
                              ("the rows of its inputs (gan_models.conditioning.table)" if gan.conditioned
                               else "class labels"))
@@ -119,14 +121,13 @@ class Trainer:
             raise ValueError(f"the batch size {batch_size} must be a multiple of the number of processes "
                              f"{self.world}: each trains on an equal share")
         self.gan = gan
-        # class labels, or for a multi-input variant the (N, columns) condition rows
-        self.labels = labels if gan.n_classes or gan.conditioned else None
+        self.conditions = conditions if gan.n_classes or gan.conditioned else None
         if gan.conditioned:  # standardisation of the inputs and G's bank of real condition rows
-            if labels.shape[0] != data.shape[0]:
-                raise ValueError(f"{labels.shape[0]} condition rows for {data.shape[0]} training samples")
-            conditioning.fit(gan.G, [gan.G.encoder, gan.D.encoder], labels, seed)
+            if conditions.shape[0] != data.shape[0]:
+                raise ValueError(f"{conditions.shape[0]} condition rows for {data.shape[0]} training samples")
+            conditioning.fit(gan.G, [gan.G.encoder, gan.D.encoder], conditions, seed)
         # EMA of G's weights (sampling uses it when kept): a copy updated after every G step.
-        self.G_ema = copy.deepcopy(gan.G).eval().requires_grad_(False) if gan.ema > 0 else None
+        self.G_ema = copy.deepcopy(gan.G).eval().requires_grad_(False) if gan.spec.ema > 0 else None
         self.device = torch.device(device)
         self.memory_format = memory_format("image" if data.dim() == 4 else "points")
         self.G = gan.G.to(self.device, memory_format=self.memory_format)
@@ -148,20 +149,21 @@ class Trainer:
         self.step = 0
         self._progressive: list[nn.Module] | None = None  # modules with set_progress, found on first use
         # Constant, then linear decay to 0 over the last `lr_decay` share of the steps (CycleGAN).
-        self.lr_decay = float(gan.spec.get("lr_decay", 0.0))
+        self.lr_decay = float(gan.spec.lr_decay)
         self.base_lr = [[g["lr"] for g in opt.param_groups] for opt in (self.opt_g, self.opt_d)]
         self.rng = torch.Generator().manual_seed(seed)  # data order and noise
         # Fixed probes for the diagnostics, from their own generator so they consume nothing.
         probe = torch.Generator().manual_seed(seed + 1)
-        self.probe_z = torch.randn(64, gan.z_dim, generator=probe).to(self.device)
+        # G's fixed probe input: noise, or (below) input-domain images for a translation variant
+        self.probe_input = torch.randn(64, gan.z_dim, generator=probe).to(self.device)
         probe_y = self.requested(64)
         self.probe_y = probe_y.to(self.device) if probe_y is not None else None
         n_probe = min(64, data.shape[0])
         self.probe_real = to_model_range(data[torch.randperm(data.shape[0], generator=probe)[:n_probe]])
         self.real_diversity = _mean_pairwise_distance(self.probe_real)
-        if self.translation:  # G's probe inputs are input-domain images, not noise
+        if self.translation:
             pick = torch.randperm(self.source.shape[0], generator=probe)[:64]
-            self.probe_z = to_model_range(self.source[pick]).to(self.device).contiguous(
+            self.probe_input = to_model_range(self.source[pick]).to(self.device).contiguous(
                 memory_format=self.memory_format)
 
     # -- state -------------------------------------------------------------------------------
@@ -202,7 +204,7 @@ class Trainer:
             z = z[self.rank * share:(self.rank + 1) * share]
         real = to_model_range(self.data[idx]).to(self.device).contiguous(memory_format=self.memory_format)
         z = z.to(self.device)
-        y = self.labels[idx].to(self.device) if self.labels is not None else None
+        y = self.conditions[idx].to(self.device) if self.conditions is not None else None
         source = None
         if self.translation:  # paired: the targets' own inputs; unpaired: an independent draw
             src_idx = idx if self.translation == "paired" else torch.randint(self.source.shape[0], (n,), generator=self.rng)
@@ -230,8 +232,8 @@ class Trainer:
         """The EMA decay of the update after step ``self.step``: ``ema``, or with ``ema_rampup``
         (StyleGAN2's) the decay whose half-life is ``ema_rampup * (step + 1)`` steps, capped at
         the half-life of ``ema``: early weights, far from the later ones, leave the average fast."""
-        beta = self.gan.ema
-        rampup = float(self.gan.spec.get("ema_rampup", 0.0))
+        beta = self.gan.spec.ema
+        rampup = float(self.gan.spec.ema_rampup)
         if rampup:
             half_life = min(math.log(0.5) / math.log(beta), rampup * (self.step + 1))  # in steps
             beta = 0.5 ** (1.0 / half_life)
@@ -324,7 +326,7 @@ class Trainer:
     def _diversity(self) -> float:
         """Mean pairwise distance of samples from fixed noise / that of real data (-> 0: collapse)."""
         self.G.eval()
-        fake = self.G(self.probe_z, self.probe_y).cpu()
+        fake = self.G(self.probe_input, self.probe_y).cpu()
         self.G.train()
         return _mean_pairwise_distance(fake) / max(self.real_diversity, 1e-12)
 

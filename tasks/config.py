@@ -18,8 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from gan_models import variants as V
-from gan_models.attributes import ATTRIBUTES
 from gan_models.data import DATASETS
+from gan_models.data.attributes import ATTRIBUTES
 
 
 class ConfigError(ValueError):
@@ -154,28 +154,29 @@ class Params(_Section):
     # The folder `plugins:` modules are imported from (the params file's), kept so that a worker
     # process, which gets these settings by pickle, loads the same plugins (``ensure_plugins``).
     _plugin_folder: str | None = PrivateAttr(None)
+    # Every variant's spec, resolved once (``variant_spec``): train.variants holds what the user
+    # wrote, which DVC, the stage fingerprints and MLflow record as written.
+    _specs: dict[str, V.VariantSpec] = PrivateAttr(default_factory=dict)
 
     @property
     def variant_names(self) -> list[str]:
         return list(self.train.variants)
 
-    def variant_spec(self, name: str) -> dict[str, Any]:
-        """The resolved spec of a variant (preset merged with its overrides)."""
-        if name not in self.train.variants:
-            raise ConfigError(f"variant {name!r} is not in train.variants of params.yaml; "
-                              f"configured: {', '.join(self.variant_names) or 'none'}")
-        overrides = {k: v for k, v in self.train.variants[name].items() if k not in VARIANT_TRAIN_KEYS}
-        return V.resolve_spec(name, overrides)
+    def variant_spec(self, name: str) -> V.VariantSpec:
+        """The resolved spec of a variant: its preset with its overrides merged in."""
+        if name not in self._specs:
+            if name not in self.train.variants:
+                raise ConfigError(f"variant {name!r} is not in train.variants of params.yaml; "
+                                  f"configured: {', '.join(self.variant_names) or 'none'}")
+            overrides = {k: v for k, v in self.train.variants[name].items() if k != "steps"}
+            self._specs[name] = V.resolve(name, overrides)
+        return self._specs[name]
 
     def variant_steps(self, name: str) -> int:
         return int(self.train.variants[name].get("steps", self.train.steps))
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())
-
-
-# Keys of a train.variants.<name> map that are training settings rather than spec keys.
-VARIANT_TRAIN_KEYS = {"steps"}
 
 
 def _format_validation(e: ValidationError) -> str:
@@ -239,7 +240,7 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = 
     if not isinstance(doc, dict):
         raise ConfigError(f"{path} must hold a mapping of sections (prepare, train, ...), got {type(doc).__name__}")
     doc = apply_overrides(doc, overrides or [])
-    load_plugins(doc.get("plugins"), path)
+    import_plugins(doc.get("plugins"), path)
     try:
         params = Params.model_validate(doc)
         params._plugin_folder = str(Path(path).resolve().parent)
@@ -251,7 +252,7 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = 
     return params
 
 
-def load_plugins(names: Any, path: Path) -> None:
+def import_plugins(names: Any, path: Path) -> None:
     """Import the plugins params.yaml names (and installed entry-point plugins) before anything
     is validated: they may define the data set, variants and metrics the file refers to.  Modules
     next to params.yaml are importable."""
@@ -266,10 +267,10 @@ def _import_plugins(names: list[str], folder: str, where: str) -> None:
     # Appended, not prepended: a file next to params.yaml must not shadow an installed module.
     if names and folder not in sys.path:
         sys.path.append(folder)
-    from gan_models.plugins import PluginError, load_plugins as load
+    from gan_models.plugins import PluginError, load_plugins
 
     try:
-        load(names)
+        load_plugins(names)
     except PluginError as e:
         raise ConfigError(f"{where}: {e}") from None
 
@@ -282,17 +283,13 @@ def ensure_plugins(params: Params) -> None:
     _import_plugins(list(params.plugins), params._plugin_folder or os.getcwd(), "plugins")
 
 
-_EMBEDDED_SIZES = {"digits": 1797, "mnist_subset": 5000, "edges2digits": 5000, "thin2thick": 5000}
-_SIZE_FROM_N_POINTS = ("stacked_mnist",)  # as many images as prepare.n_points asks for
-
-
 def _check_images(root: Path) -> int:
     """Every image under ``root`` opens (header and structure checked by PIL); returns the count."""
     from PIL import Image
 
-    from gan_models.data import IMAGE_SUFFIXES
+    from gan_models.data.folder import IMAGE_SUFFIXES, image_files
 
-    files = [p for p in sorted(root.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    files = image_files(root)
     if not files:
         raise ConfigError(f"prepare.root: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {str(root)!r}")
     for p in files:
@@ -311,7 +308,7 @@ def check_inputs(params: Params) -> None:
     _check_device(params.train.device)
     div = params.evaluate.diversity
     if div.net in ("alex", "vgg"):
-        from gan_models.perceptual import BACKBONES, weights_path
+        from gan_models.features.perceptual import BACKBONES, weights_path
 
         w = weights_path(BACKBONES[div.net][1], div.weights)
         if not w.is_file():
@@ -336,15 +333,15 @@ def check_inputs(params: Params) -> None:
             raise ConfigError(f"prepare.root: {str(root)!r} is not a folder; point it at "
                               + ("a folder of images" if prep.dataset == "folder" else
                                  "the torchvision files, or set prepare.download: true when online"))
-    n = prep.n_points if prep.dataset in ("ring", "grid", *_SIZE_FROM_N_POINTS) else _EMBEDDED_SIZES.get(prep.dataset)
+    facts = DATASETS.entry(prep.dataset).facts
+    n = prep.n_points if facts is not None and facts.n_samples == "n_points" else (
+        facts.n_samples if facts is not None and isinstance(facts.n_samples, int) else None)
     if prep.dataset == "folder":
         n = _check_images(Path(prep.root))
     if n is not None:
         if prep.max_samples is not None:
             n = min(n, prep.max_samples)
-        n_train = n - max(1, int(round(n * prep.heldout_fraction)))
-        if prep.dataset == "thin2thick":
-            n_train //= 2  # each domain trains on its own half
+        n_train = (n - max(1, int(round(n * prep.heldout_fraction)))) // facts.train_parts
         if n_train < params.train.batch_size:
             raise ConfigError(f"train.batch_size: {params.train.batch_size} is more than the {n_train} training "
                               f"samples of {prep.dataset}; lower train.batch_size (or raise prepare.max_samples)")
@@ -385,36 +382,30 @@ def check_variant_specs(params: Params) -> None:
         try:
             spec = params.variant_spec(name)
             if data is not None:
-                V.build(name, spec, data)
+                V.build(spec, data)
         except (ValueError, ConfigError) as e:
             problems.append(f"  train.variants.{name}: {e}")
     if problems:
         raise ConfigError("invalid variants in train.variants:\n" + "\n".join(problems))
 
 
-# Shapes of the embedded data sets, known without loading them (for early validation).
-_KNOWN_SHAPES = {"mnist_subset": (1, 28, 28), "digits": (1, 8, 8), "mnist": (1, 28, 28),
-                 "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32), "edges2digits": (1, 28, 28),
-                 "thin2thick": (1, 28, 28), "stacked_mnist": (3, 28, 28)}
-_CLASSES = {"stacked_mnist": 1000}  # the others known up front have 10
-_TASKS = {"edges2digits": "paired", "thin2thick": "unpaired"}
-
-
 def expected_data_info(prep: PrepareConfig) -> V.DataInfo | None:
-    """The DataInfo the prepare stage will produce, when it can be known up front."""
-    if prep.dataset in ("ring", "grid"):
-        return V.DataInfo("points", (2,), 8 if prep.dataset == "ring" else 25)
-    shape = _KNOWN_SHAPES.get(prep.dataset)
-    if shape is None:  # folder: depends on the files unless size and channels are set
+    """The DataInfo the prepare stage will produce, when the data set's registered facts (and
+    prepare.image_size / prepare.channels) tell it up front; None otherwise."""
+    facts = DATASETS.entry(prep.dataset).facts
+    if facts is None or facts.n_classes is None or prep.inputs is not None:
+        return None  # not declared, or a folder's own per-image inputs: known once prepare has read them
+    if facts.kind == "points":
+        return V.DataInfo("points", tuple(facts.shape), facts.n_classes)
+    shape = facts.shape
+    if shape is None:  # a folder: known from the files unless size and channels are set
         if prep.image_size is None or prep.channels is None:
             return None
         shape = (prep.channels, prep.image_size, prep.image_size)
     if prep.image_size is not None:
         shape = (shape[0], prep.image_size, prep.image_size)
-    task = _TASKS.get(prep.dataset)
-    if prep.inputs is not None:  # a folder's own per-image inputs: known once prepare has read them
-        return None
-    # prepare measures these on grey images (gan_models.attributes) for multi-input conditioning
+    task = facts.translation
+    # prepare measures these on grey images (gan_models.data.attributes) for multi-input conditioning
     measured = () if task or shape[0] != 1 else tuple((n, 1) for n in ATTRIBUTES.names())
-    return V.DataInfo("image", shape, _CLASSES.get(prep.dataset, 10), task=task, source_shape=shape if task else None,
+    return V.DataInfo("image", tuple(shape), facts.n_classes, translation=task, source_shape=tuple(shape) if task else None,
                       inputs=measured)

@@ -19,32 +19,20 @@ from typing import Any
 
 import numpy as np
 
-from gan_models import checkpoint as ck
-from gan_models import conditioning as cond
-from gan_models.attributes import ATTRIBUTES, agreement, measure
-from gan_models.perceptual import distance_for, diversity_scores
+from gan_models.data.attributes import ATTRIBUTES, agreement, measure
+from gan_models.features.perceptual import distance_for
+from gan_models.metrics.diversity import diversity_scores
+from gan_models.networks import conditioning as cond
 from gan_models.variants import generator_from_checkpoint
 
-from .common import Layout, MissingInputError, Prepared, configure_threads, load_prepared, up_to_date, write_record
 from .config import Params
-from .stages import stage_fingerprint
+from .layout import Layout, MissingInputError, Prepared, load_prepared, load_selected
+from .records import up_to_date, write_record
+from .runtime import configure_threads
 from .scoring import Scorer, independent_scores
+from .stages import stage_fingerprint
 
 log = logging.getLogger(__name__)
-
-
-def load_selected(layout: Layout, variant: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The selected checkpoint (hash-verified against the selection record) and that record."""
-    record_path = layout.selected_dir(variant) / "selection.json"
-    if not record_path.exists():
-        raise MissingInputError(f"{record_path} not found: the variant has no selected checkpoint yet; run "
-                                f"python -m flows select --variant {variant} first")
-    try:
-        record = json.loads(record_path.read_text())
-        best = record["best_sha256"]
-    except (ValueError, KeyError, TypeError):
-        raise MissingInputError(f"{record_path} is corrupt; rerun: python -m flows select --variant {variant}") from None
-    return ck.load_checkpoint(layout.best_checkpoint(variant), best), record
 
 
 def evaluate(params: Params, variant: str, layout: Layout = Layout()) -> dict[str, Any]:

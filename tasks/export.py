@@ -27,16 +27,17 @@ import torch
 
 from gan_models import images as I
 from gan_models.data import save_arrays
-from gan_models import conditioning as cond
-from gan_models.attributes import ATTRIBUTES, agreement
-from gan_models.attributes import measure as measure_attributes
-from gan_models.conditioning import conditions_for
+from gan_models.data.attributes import ATTRIBUTES, agreement
+from gan_models.data.attributes import measure as measure_attributes
+from gan_models.networks import conditioning as cond
+from gan_models.networks.conditioning import conditions_for
 from gan_models.training import generate
 from gan_models.variants import generator_from_checkpoint
 
-from .common import Layout, configure_threads, load_prepared, up_to_date, write_record
 from .config import Params
-from .evaluate import load_selected
+from .layout import Layout, load_prepared, load_selected
+from .records import up_to_date, write_record
+from .runtime import configure_threads
 from .stages import stage_fingerprint
 
 log = logging.getLogger(__name__)

@@ -15,15 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from gan_models import classifier as C
 from gan_models import metrics as M
-from gan_models.attributes import ATTRIBUTES
-from gan_models.attributes import measure as measure_attributes
-from gan_models.features import EXTRACTORS
 from gan_models.data import DATASETS, DataError, content_hash, resize_images, save_arrays, split_indices, value_range
+from gan_models.data.attributes import ATTRIBUTES
+from gan_models.data.attributes import measure as measure_attributes
+from gan_models.features import EXTRACTORS
+from gan_models.features import classifier as C
 
-from .common import INPUT_PREFIX, Layout, configure_threads, input_arrays, up_to_date, write_record
 from .config import Params
+from .layout import INPUT_PREFIX, Layout, input_arrays
+from .records import up_to_date, write_record
+from .runtime import configure_threads
 from .stages import stage_fingerprint
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,7 @@ def prepare(params: Params, layout: Layout = Layout()) -> dict[str, Any]:
     raw = loader(root=cfg.root, download=cfg.download, image_size=cfg.image_size, channels=cfg.channels,
                  n_points=cfg.n_points, seed=params.seed, **({"inputs": cfg.inputs} if cfg.inputs is not None else {}))
     x, y = raw.x, raw.y
-    if raw.task is not None:
+    if raw.translation is not None:
         return _finish(params, layout, fp, raw, _split_translation(raw, cfg, params.seed))
     if raw.kind == "image" and cfg.image_size is not None:
         x = resize_images(x, cfg.image_size)
@@ -104,7 +106,7 @@ def _split_translation(raw, cfg, seed: int) -> dict[str, Any]:
         train_idx, held_idx = split_indices(len(keep), cfg.heldout_fraction, seed)
         train_idx, held_idx = keep[train_idx], keep[held_idx]
         a_idx = b_idx = train_idx
-        if raw.task == "unpaired":  # disjoint halves: nothing in training is a pair
+        if raw.translation == "unpaired":  # disjoint halves: nothing in training is a pair
             half = len(train_idx) // 2
             a_idx, b_idx = train_idx[:half], train_idx[half:]
         return {"train": (xb[b_idx], yb[b_idx]), "train_source": (xa[a_idx], ya[a_idx]),
@@ -122,7 +124,7 @@ def _finish(params: Params, layout: Layout, fp, raw, parts: dict[str, Any]) -> d
     out = layout.prepared
     (tx, ty), (hx, hy) = parts["train"], parts["heldout"]
     train_c, held_c = parts.get("train_c", {}), parts.get("heldout_c", {})
-    translation = raw.task is not None
+    translation = raw.translation is not None
     labelled = bool((ty >= 0).all() and (hy >= 0).all()) and len(raw.classes) > 1
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -150,7 +152,7 @@ def _finish(params: Params, layout: Layout, fp, raw, parts: dict[str, Any]) -> d
         manifest["inputs_hash"] = content_hash(*input_arrays(train_c, held_c))
     if translation:
         manifest["translation"] = {
-            "task": raw.task, "source_shape": list(ta.shape[1:]), "target_shape": list(tx.shape[1:]),
+            "task": raw.translation, "source_shape": list(ta.shape[1:]), "target_shape": list(tx.shape[1:]),
             "counts": {"train_source": int(len(ta)), "train_target": int(len(tx)), "heldout": int(len(ha))},
             # held-out inputs have their true targets (heldout x[i] is the counterpart of a[i])
             "ground_truth": bool(parts["ground_truth"]),
@@ -188,8 +190,8 @@ def _finish(params: Params, layout: Layout, fp, raw, parts: dict[str, Any]) -> d
         except FileNotFoundError as e:
             raise DataError(str(e)) from None
         if key == "inception":  # the weights are read again by select and evaluate: part of their inputs
-            from gan_models.inception import find_weights
-            from gan_models.checkpoint import sha256_file
+            from gan_models.features.inception import find_weights
+            from gan_models.files import sha256_file
 
             w = find_weights(cfg.inception_weights)
             weights_sha = sha256_file(w) if w else None

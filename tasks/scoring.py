@@ -11,7 +11,7 @@ from gan_models import metrics as M
 from gan_models.data import load_arrays
 from gan_models.features import Extractor, load_for
 
-from .common import Layout, Prepared
+from .layout import Layout, Prepared
 
 
 @dataclass
@@ -87,7 +87,7 @@ class Scorer:
         compared with their ground truth.  A generator from noise trained on translation data
         (the target domain) is scored from noise like on any data set.  Returns (scores, the
         generated images, their labels: requested classes or the inputs' labels)."""
-        from gan_models.conditioning import conditions_for, requested_labels
+        from gan_models.networks.conditioning import conditions_for, requested_labels
         from gan_models.training import sample
 
         if task is None:
@@ -122,7 +122,7 @@ def independent_scores(layout: Layout, prep: Prepared, fake: torch.Tensor) -> di
     info = prep.manifest.get("independent")
     if not info:
         return {}
-    from gan_models.classifier import features_and_logits, load_classifier
+    from gan_models.features.classifier import features_and_logits, load_classifier
 
     model = load_classifier(layout.prepared / info["file"])
     feats, logits = features_and_logits(model, fake)
@@ -192,11 +192,7 @@ def headline_key(metric: str, kind: str) -> str:
 
 
 def sort_key(metric: str, kind: str, scores: dict[str, float]) -> tuple[float, ...]:
-    """Smaller is better: lowest FID or L1, highest SSIM or PSNR, or most modes covered then most
-    high-quality samples."""
-    value = scores[headline_key(metric, kind)]
-    if metric in ("fid", "l1"):
-        return (value,)
-    if metric in ("ssim", "psnr"):
-        return (-value,)
-    return (-value, -scores["high_quality_fraction"])
+    """Smaller is better: the headline score in the direction the metric registry declares for it
+    (lowest FID or L1, highest SSIM or PSNR), or most modes covered then most high-quality samples."""
+    keys = ("modes_covered", "high_quality_fraction") if metric == "modes" else (headline_key(metric, kind),)
+    return tuple(scores[k] if M.better(k) == "lower" else -scores[k] for k in keys)

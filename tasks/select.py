@@ -11,14 +11,19 @@ import json
 import logging
 from typing import Any
 
+import torch
+
 from gan_models import checkpoint as ck
+from gan_models.files import atomic_write_bytes
 from gan_models.images import score_png
 from gan_models.variants import generator_from_checkpoint
 
-from .common import Layout, configure_threads, load_prepared, up_to_date, write_csv, write_record
 from .config import Params
-from .stages import stage_fingerprint
+from .layout import Layout, load_prepared
+from .records import up_to_date, write_csv, write_record
+from .runtime import configure_threads
 from .scoring import Scorer, headline_key, primary_metric, sort_key
+from .stages import stage_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +66,7 @@ def select(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
     best = min(valid, key=lambda c: (sort_key(metric, prep.info.kind, c["scores"]), -c["step"]))
 
     out.mkdir(parents=True, exist_ok=True)
-    ck.atomic_write_bytes(out / "best.pt", (train_dir / best["file"]).read_bytes())
+    atomic_write_bytes(out / "best.pt", (train_dir / best["file"]).read_bytes())
     shown_key = headline_key(metric, prep.info.kind)
     n_scored = min(cfg.n_samples, len(prep.held_a)) if task else cfg.n_samples
     score_png(out / "selection.png", [c["step"] for c in valid],
@@ -88,3 +93,23 @@ def _summary(out) -> dict[str, Any]:
             "best_checkpoint": str(out / "best.pt"),
             "scores_by_step": {c["step"]: c.get("scores", {}) for c in rec["candidates"]}}
 
+
+def checkpoint_grids(layout, variant: str, n: int = 64, seed: int = 2024) -> list[tuple[int, Any]]:
+    """(step, uint8 image grid) of every checkpoint of ``variant``, from the same noise (image
+    data only; a checkpoint that does not load is left out: selection reports it)."""
+    from gan_models.images import grid
+    from gan_models.training import sample
+
+    d = layout.train_dir(variant)
+    out = []
+    for entry in ck.read_index(d):
+        try:
+            c = ck.load_checkpoint(d / entry["file"], entry["sha256"])
+            if c["data"]["kind"] != "image" or c["data"].get("task"):
+                return []  # 2D points have no grid; a translation G needs input images (export shows them)
+            G, z_dim = generator_from_checkpoint(c)
+            with torch.no_grad():
+                out.append((int(entry["step"]), grid(sample(G, n, z_dim, seed))))
+        except (ck.CheckpointError, ValueError, KeyError):
+            continue
+    return out

@@ -5,7 +5,7 @@ project source files it runs.  It is the one definition of what a stage depends 
   settings, the content hashes of its inputs, the content hashes of its code;
 * ``dvc.yaml`` is generated from it (``python -m flows dvc-yaml``; a test checks that the
   committed file is that output), so DVC and the stages cannot disagree;
-* "is this run done?" (``pipeline_done``) asks each stage's record, verified against its outputs.
+* "is this run done?" (``pipeline_state``) asks each stage's record, verified against its outputs.
 
 The code of a stage is the transitive closure of the project modules its entry module imports
 (module level or inside functions), read from the source with ``ast``, by content hash: an
@@ -27,9 +27,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from gan_models.checkpoint import sha256_file
+from gan_models.files import sha256_file
 
-from .common import Layout, MissingInputError, fingerprint, load_prepared, resolve_device, resolved_threads, up_to_date
+from .layout import Layout, MissingInputError, load_prepared
+from .records import fingerprint, up_to_date
+from .runtime import resolve_device, resolved_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("gan_models", "tasks", "flows")
@@ -168,7 +170,7 @@ def used_plugins(st: Stage, params: Any, variant: str | None) -> list:
 
     names = names_in(settings(st, params, variant))
     if st.per_variant and variant is not None:
-        names |= {variant} | names_in(params.train.variants.get(variant)) | names_in(params.variant_spec(variant))
+        names |= {variant} | names_in(params.train.variants.get(variant)) | names_in(params.variant_spec(variant).to_dict())
     if st.name in ("select", "evaluate"):
         names.add(params.prepare.extractor)
     return plugins_using(names)
@@ -261,20 +263,19 @@ def inputs(st: Stage, params: Any, variant: str | None, layout: Layout) -> dict[
         if cfg.inputs and Path(cfg.inputs).is_file():  # a folder's per-image inputs (CSV / .npy)
             out["inputs"] = sha256_file(Path(cfg.inputs))
         if cfg.extractor == "inception":
-            from gan_models.inception import find_weights
+            from gan_models.features.inception import find_weights
 
             w = find_weights(cfg.inception_weights)
             out["inception_weights"] = sha256_file(w) if w else None
         return out
     if st.name == "train":
         out = _prepared_inputs(layout, "data")
-        tricks = params.variant_spec(v).get("tricks", {})
-        if tricks.get("perceptual_weight"):
-            net = tricks.get("perceptual_net", "classifier")
-            if net == "classifier":
+        tricks = params.variant_spec(v).tricks
+        if tricks.perceptual_weight:
+            if tricks.perceptual_net == "classifier":
                 out["perceptual"] = _prepared_inputs(layout, "all")["prepared_files"].get("classifier.pt")
             else:
-                from gan_models.perceptual import weights_path
+                from gan_models.features.perceptual import weights_path
 
                 w = weights_path("vgg16-397923af.pth")
                 out["perceptual"] = sha256_file(w) if w.is_file() else None
@@ -288,7 +289,7 @@ def inputs(st: Stage, params: Any, variant: str | None, layout: Layout) -> dict[
         out = {**_prepared_inputs(layout, "all"), "selected": picked}
         div = params.evaluate.diversity
         if div.net in ("alex", "vgg"):  # files outside the project: their content, not their path
-            from gan_models.perceptual import BACKBONES, lpips_linear_file, weights_path
+            from gan_models.features.perceptual import BACKBONES, lpips_linear_file, weights_path
 
             w, lin = weights_path(BACKBONES[div.net][1], div.weights), lpips_linear_file(div.net)
             out["diversity_weights"] = [sha256_file(f) if f.is_file() else None for f in (w, lin)]
@@ -367,7 +368,7 @@ def pipeline_records(params: Any, layout: Layout) -> list[tuple[str, str | None]
 def pipeline_state(params: Any, layout: Layout) -> str | None:
     """A hash of the finished pipeline (every stage's fingerprint and record); None when some stage
     has work to do.  This is the one answer to "is this run done?" on disk; whether it was logged
-    is asked of the tracking store itself (tasks.tracking)."""
+    is asked of the tracking store itself (tasks.reporting.tracking)."""
     parts = []
     for name, v in pipeline_records(params, layout):
         if not stage_done(name, params, v, layout):
@@ -408,7 +409,7 @@ def _plugin_deps(st: Stage, params: Any) -> list[str]:
     return sorted(found)
 
 
-# Columns of curves.csv (the training loop's statistics, ``tasks.common.plot_column`` names) that
+# Columns of curves.csv (the training loop's statistics, ``tasks.records.plot_column`` names) that
 # the training-curve plot shows; a variant logs a subset (no D(x) for a critic, ...).
 CURVES = ("loss_D", "loss_G", "D_real", "D_fake", "grad_norm_D", "grad_norm_G")
 

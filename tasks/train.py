@@ -22,13 +22,17 @@ from typing import Any, Callable
 import torch
 
 from gan_models import checkpoint as ck
-from gan_models import conditioning
+from gan_models.features import perceptual_network
+from gan_models.files import atomic_write_bytes
 from gan_models.images import curves_png
+from gan_models.networks import conditioning
 from gan_models.training import Trainer
 from gan_models.variants import build
 
-from .common import Layout, configure_threads, load_prepared, resolve_device, up_to_date, write_csv, write_record
 from .config import Params
+from .layout import Layout, load_prepared
+from .records import up_to_date, write_csv, write_record
+from .runtime import configure_threads, resolve_device
 from .stages import stage_fingerprint
 
 log = logging.getLogger(__name__)
@@ -86,29 +90,25 @@ def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bo
         return _summary(out, seconds=0.0, steps_done=0)
 
     torch.manual_seed(params.seed)  # network initialisation
-    gan = build(variant, spec, prep.info)
+    gan = build(spec, prep.info, perceptual_net=lambda: perceptual_network(spec.tricks.perceptual_net, layout.prepared))
     # Progressive growing schedules resolution by step / steps, a learning-rate decay the rate: their
     # checkpoints belong to one step count, and are not continued under another (others' are).
     progressive = (any(hasattr(m, "set_progress") for net in (gan.G, gan.D) for m in net.modules())
-                   or bool(spec.get("lr_decay")))
+                   or bool(spec.lr_decay))
     resume_fp = fp.value if progressive else fp.resume
-    if gan.loss.tricks.perceptual_weight:
-        from gan_models.features import perceptual_network
-
-        gan.loss.perceptual_net = perceptual_network(gan.loss.tricks.perceptual_net, layout.prepared)
     if gan.conditioned:  # rows of the inputs it is conditioned on: label and per-image values
-        labels = conditioning.table(gan.G.inputs, prep.train_y, prep.train_c)
+        conditions = conditioning.table(gan.G.inputs, prep.train_y, prep.train_c)
     else:
-        labels = torch.from_numpy(prep.train_y) if prep.info.n_classes else None
-    source = torch.from_numpy(prep.train_a) if gan.task else None  # a translation variant's inputs
+        conditions = torch.from_numpy(prep.train_y) if prep.info.n_classes else None
+    source = torch.from_numpy(prep.train_a) if gan.translation else None  # a translation variant's inputs
     trainer = Trainer(gan, torch.from_numpy(prep.train_x), batch_size=cfg.batch_size, seed=params.seed,
-                      device=device, labels=labels, source=source)
+                      device=device, conditions=conditions, source=source)
     history = _resume(trainer, out, resume_fp, steps, world)
     if rank == 0:
         (out / "run.json").unlink(missing_ok=True)  # written again only when training completes
         out.mkdir(parents=True, exist_ok=True)
 
-    meta = {"variant": variant, "spec": spec, "fingerprint": resume_fp, "seed": params.seed,
+    meta = {"variant": variant, "spec": spec.to_dict(), "fingerprint": resume_fp, "seed": params.seed,
             "train": {"batch_size": cfg.batch_size, "device": str(device), "processes": world,
                       # only where the weights depend on it: a continued run's checkpoints then equal
                       # an uninterrupted run's byte for byte
@@ -116,7 +116,8 @@ def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bo
             "data": {"hash": prep.data_hash, "kind": prep.info.kind, "shape": list(prep.info.shape),
                      "n_classes": prep.info.n_classes, "dataset": prep.manifest["dataset"],
                      **({"inputs": [list(i) for i in prep.info.inputs]} if gan.conditioned else {}),
-                     **({"task": prep.info.task, "source_shape": list(prep.info.source_shape)} if gan.task else {})}}
+                     **({"task": prep.info.translation, "source_shape": list(prep.info.source_shape)} if gan.translation
+                        else {})}}
 
     if rank != 0:  # the other processes train and write nothing
         trainer.run(steps, log_every=cfg.log_every, progress=False)
@@ -148,7 +149,7 @@ def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bo
     # stage's files bit for bit, so DVC and Prefect runs hash the same.
     write_record(out / "run.json", {"fingerprint": done_fp, "code": fp.code, "variant": variant, "steps": steps,
                                     # a translation variant's task: select scores it on held-out inputs
-                                    **({"task": meta["data"]["task"]} if gan.task else {}),
+                                    **({"task": meta["data"]["task"]} if gan.translation else {}),
                                     "final": history[-1] if history else {}}, outputs)
     return _summary(out, seconds=seconds, steps_done=steps - start)
 
@@ -222,7 +223,7 @@ def _prune_off_grid(out: Path, every: int, steps: int) -> None:
 
 
 def _write_history(out: Path, history: list[dict[str, Any]]) -> None:
-    ck.atomic_write_bytes(out / "history.jsonl", "".join(json.dumps(h, sort_keys=True) + "\n" for h in history).encode())
+    atomic_write_bytes(out / "history.jsonl", "".join(json.dumps(h, sort_keys=True) + "\n" for h in history).encode())
 
 
 def _summary(out: Path, seconds: float, steps_done: int) -> dict[str, Any]:

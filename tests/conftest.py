@@ -96,7 +96,7 @@ def run_stages(project: Path, doc: dict, variant: str):
     ``variant`` in-process; returns (params, its metrics, the selected generator, its z_dim)."""
     from gan_models.checkpoint import load_checkpoint
     from gan_models.variants import generator_from_checkpoint
-    from tasks.common import Layout
+    from tasks.layout import Layout
     from tasks.config import load_params
     from tasks.evaluate import evaluate
     from tasks.prepare import prepare

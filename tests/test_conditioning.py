@@ -9,10 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gan_models import attributes as A
-from gan_models import conditioning as C
-from gan_models.data import DataError, DataInfo, read_inputs, thicken, thin
-from gan_models.variants import build, resolve_spec
+from gan_models.data import attributes as A
+from gan_models.networks import conditioning as C
+from gan_models.data import DataError, DataInfo, read_inputs
+from gan_models.data.translation import thicken, thin
+from gan_models.variants import build, resolve
 
 from conftest import TINY, cli, write_params
 
@@ -58,7 +59,7 @@ def test_model_range_floats_measure_as_their_uint8_images():
 
 
 def test_real_digits_measure_thicker_when_dilated_and_thinner_when_eroded():
-    from gan_models.data import load_mnist_subset
+    from gan_models.data.embedded import load_mnist_subset
 
     x = load_mnist_subset().x[:300]
     base = A.measure(x, ["thickness"])["thickness"]
@@ -78,10 +79,10 @@ def test_pearson_matches_scipy():
 
 # -- networks ---------------------------------------------------------------------------------------
 def _multi(preset: str = "dcgan", inputs=("label", "thickness", "emb"), **over):
-    spec = resolve_spec(preset, {"generator": {"width": 8}, "discriminator": {"width": 8}, "z_dim": 6,
+    spec = resolve(preset, {"generator": {"width": 8}, "discriminator": {"width": 8}, "z_dim": 6,
                                  "conditioning": {"inputs": list(inputs), "embed": 4}, **over})
     torch.manual_seed(0)
-    return build("m", spec, INFO)
+    return build(spec, INFO)
 
 
 def _rows(n: int = 40, seed: int = 0) -> torch.Tensor:
@@ -191,7 +192,7 @@ def test_inputs_the_data_lacks_and_packing_are_refused_naming_what_exists():
     with pytest.raises(ValueError, match="conditioning.inputs must be a non-empty list"):
         _multi(inputs=())
     with pytest.raises(ValueError, match="unknown conditioning key"):
-        resolve_spec("dcgan", {"conditioning": {"inputs": ["label"], "fusion": "film"}})
+        resolve("dcgan", {"conditioning": {"inputs": ["label"], "fusion": "film"}})
 
 
 # -- a folder's own per-image inputs -----------------------------------------------------------------
@@ -252,7 +253,7 @@ def test_npy_inputs_become_one_vector_input_named_after_the_file(tmp_path):
 
 
 def test_prepare_keeps_each_images_inputs_through_the_split(tmp_path, monkeypatch):
-    from tasks.common import Layout, load_prepared
+    from tasks.layout import Layout, load_prepared
     from tasks.config import load_params
     from tasks.prepare import prepare
 
@@ -290,8 +291,8 @@ def test_attribute_agreement_is_high_when_the_requested_thickness_is_drawn_and_l
     from tasks.evaluate import attribute_agreement
 
     info = DataInfo("image", (1, 28, 28), 10, inputs=(("thickness", 1),))
-    spec = resolve_spec("multimodal", {"conditioning": {"inputs": ["label", "thickness"]}})
-    gan = build("m", spec, info)
+    spec = resolve("multimodal", {"conditioning": {"inputs": ["label", "thickness"]}})
+    gan = build(spec, info)
     g = torch.Generator().manual_seed(0)
     rows = torch.cat([(torch.arange(300) % 10).float()[:, None], torch.randint(1, 6, (300, 1), generator=g).float()], 1)
     C.fit(gan.G, [gan.G.encoder], rows, seed=0)
@@ -319,7 +320,7 @@ def test_within_class_correlation_removes_what_the_label_alone_explains():
     from tasks.evaluate import attribute_agreement
 
     info = DataInfo("image", (1, 28, 28), 10, inputs=(("thickness", 1),))
-    gan = build("m", resolve_spec("multimodal", {"conditioning": {"inputs": ["label", "thickness"]}}), info)
+    gan = build(resolve("multimodal", {"conditioning": {"inputs": ["label", "thickness"]}}), info)
     g = torch.Generator().manual_seed(1)
     labels = torch.arange(400) % 10
     thick = (labels % 5 + 1).float() + torch.randint(0, 2, (400,), generator=g).float()  # class mean + noise

@@ -70,11 +70,11 @@ def test_two_gloo_processes_match_one_process(tmp_path):
 
 
 def _initial_mlp(proj):
-    from tasks.common import Layout, load_prepared
+    from tasks.layout import Layout, load_prepared
     from tasks.config import load_params
     from gan_models.variants import build
 
     params = load_params(proj / "params.yaml")
     torch.manual_seed(params.seed)
-    gan = build("mlp", params.variant_spec("mlp"), load_prepared(Layout(proj)).info)
+    gan = build(params.variant_spec("mlp"), load_prepared(Layout(proj)).info)
     return gan.G.state_dict()

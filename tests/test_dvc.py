@@ -91,7 +91,7 @@ def test_dvc_experiment_runs_a_variation_listed_beside_the_baseline(repo):
 
 def test_tracking_store_survives_dvc_temporary_experiment_folders(tmp_path, monkeypatch):
     from tasks.config import Params
-    from tasks.tracking import tracking_uri
+    from tasks.reporting.tracking import tracking_uri
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     tmp_exp = tmp_path / "proj" / ".dvc" / "tmp" / "exps" / "tmpab12cd"

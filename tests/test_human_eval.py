@@ -26,8 +26,8 @@ import pytest
 
 from conftest import TINY, cli, copy_project, venv_path
 
-from gan_models.human import hype_infinity
-from tasks import human_eval as H
+from gan_models.metrics.human import hype_infinity
+from tasks.reporting import human_eval as H
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 try:
@@ -277,7 +277,7 @@ def _selected(root: Path, sha: str) -> None:
 
 def test_a_study_is_reused_for_its_checkpoint_and_refused_for_another(project, capsys):
     from flows.__main__ import main
-    from tasks.common import Layout
+    from tasks.layout import Layout
 
     layout = Layout(project)
     assert main(["human-eval", "--variant", "mlp", "--port", "0", "--quiet"]) == 2

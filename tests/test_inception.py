@@ -9,7 +9,7 @@ import torch
 from torchvision.models.inception import Inception3
 
 from conftest import TINY, write_params
-from gan_models.inception import WEIGHTS_NAME, FIDInception, load_fid_inception
+from gan_models.features.inception import WEIGHTS_NAME, FIDInception, load_fid_inception
 
 
 @pytest.fixture(scope="module")

@@ -37,4 +37,4 @@ def test_stages_are_plain_functions_without_prefect_or_flows():
     for path, names in _imported("tasks").items():
         assert not names & {"prefect", "prefect_dask", "flows"}, (path, names & {"prefect", "flows"})
         if path not in ("tasks/tracking.py", "tasks/mlflow_generator.py", "tasks/compare.py"):
-            assert "mlflow" not in names, path  # MLflow is reached through tasks.tracking only
+            assert "mlflow" not in names, path  # MLflow is reached through tasks.reporting.tracking only

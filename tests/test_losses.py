@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from gan_models import losses as L
-from gan_models.variants import _spectral_norm
+from gan_models.networks import spectral_norm
 
 
 def _logits():
@@ -83,7 +83,7 @@ def test_weight_clipping_after_critic_step():
 def test_spectral_norm_normalises_the_largest_singular_value():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(16, 32), nn.LeakyReLU(), nn.Linear(32, 8))
-    _spectral_norm(net)
+    spectral_norm(net)
     for _ in range(30):  # power iterations run in training-mode forwards
         net(torch.randn(4, 16))
     net.eval()

@@ -76,7 +76,7 @@ def test_collapsed_generator_has_high_precision_but_low_recall_and_coverage():
 def test_classifier_features_do_not_depend_on_the_batch_size():
     import torch
 
-    from gan_models.classifier import SmallCNN, features_and_logits
+    from gan_models.features.classifier import SmallCNN, features_and_logits
 
     torch.manual_seed(0)
     model = SmallCNN(1, 10).eval()

@@ -12,7 +12,8 @@ import scipy.stats
 import torch
 import torchvision
 
-from gan_models import perceptual as P
+from gan_models.features import perceptual as P
+from gan_models.metrics import diversity as DIV
 
 
 def _random_backbone(net: str, folder, seed: int = 0) -> tuple[torch.nn.Module, object]:
@@ -84,7 +85,7 @@ def test_a_file_that_is_not_the_backbone_is_refused_by_name(tmp_path):
 
 
 def _classifier_file(tmp_path, seed: int = 0):
-    from gan_models.classifier import SmallCNN, save_classifier
+    from gan_models.features.classifier import SmallCNN, save_classifier
 
     torch.manual_seed(seed)
     model = SmallCNN(1, 10).eval()
@@ -128,7 +129,7 @@ def test_clfpips_equals_its_definition_and_is_a_distance_like_lpips(tmp_path):
 
 
 def test_random_pairs_are_distinct_and_uniform_over_ordered_pairs():
-    i, j = P.random_pairs(4, 12000, np.random.default_rng(0))
+    i, j = DIV.random_pairs(4, 12000, np.random.default_rng(0))
     assert (i != j).all()
     counts = np.bincount(i * 4 + j, minlength=16).reshape(4, 4)
     assert (np.diag(counts) == 0).all()
@@ -150,22 +151,22 @@ def test_diversity_within_classes_and_overall_against_the_closed_form():
     imgs[50:, 1] = 1
     labels = np.repeat([0, 1], 50)
     d = _Flat()
-    assert P.mean_pairwise(d, imgs, 200, seed=0, labels=labels) == 0.0
+    assert DIV.mean_pairwise(d, imgs, 200, seed=0, labels=labels) == 0.0
     # overall: a random ordered pair crosses classes with probability 2 * 50 * 50 / (100 * 99)
     cross = 2 * 50 * 50 / (100 * 99)
-    got = P.mean_pairwise(d, imgs, 20000, seed=0)
+    got = DIV.mean_pairwise(d, imgs, 20000, seed=0)
     assert got == pytest.approx(2 * cross, abs=2 * 0.015)
-    scores = P.diversity_scores(d, imgs[:50], imgs, 20000, seed=0)
+    scores = DIV.diversity_scores(d, imgs[:50], imgs, 20000, seed=0)
     assert scores["flat_diversity"] == 0.0 and scores["flat_diversity_ratio"] == 0.0  # one class: collapsed
     assert scores["flat_diversity_real"] == pytest.approx(2 * cross, abs=2 * 0.015)
     with pytest.raises(ValueError, match="real images are all alike"):
-        P.diversity_scores(d, imgs, imgs[:50], 100, seed=0)
+        DIV.diversity_scores(d, imgs, imgs[:50], 100, seed=0)
 
 
 def test_clfpips_diversity_tells_a_collapsed_set_from_real_digits(tiny_params, project):
     """On the prepared 8x8 digits with the classifier the prepare stage trains: two disjoint halves of
     the real training split are about equally diverse; the 1s alone are far less so."""
-    from tasks.common import Layout, load_prepared
+    from tasks.layout import Layout, load_prepared
     from tasks.prepare import prepare
 
     prepare(tiny_params)
@@ -173,9 +174,9 @@ def test_clfpips_diversity_tells_a_collapsed_set_from_real_digits(tiny_params, p
     d = P.classifier_pips(Layout().prepared / "classifier.pt")
     x, y = prep.train_x, prep.train_y
     half = len(x) // 2
-    real_a = P.mean_pairwise(d, x[:half], 2000, seed=0)
-    real_b = P.mean_pairwise(d, x[half:], 2000, seed=1)
-    ones = P.mean_pairwise(d, x[y == 1], 2000, seed=2)
+    real_a = DIV.mean_pairwise(d, x[:half], 2000, seed=0)
+    real_b = DIV.mean_pairwise(d, x[half:], 2000, seed=1)
+    ones = DIV.mean_pairwise(d, x[y == 1], 2000, seed=2)
     assert 0.85 < real_b / real_a < 1.15
     assert ones / real_a < 0.8
 
@@ -184,10 +185,10 @@ def test_evaluate_records_the_diversity_and_a_conditional_variant_per_class(proj
     """The evaluate stage's diversity scores equal the NumPy construction on the very samples and pairs
     it draws; a conditional variant gets the per-class scores too."""
     from gan_models import checkpoint as ck
-    from gan_models.classifier import load_classifier
+    from gan_models.features.classifier import load_classifier
     from gan_models.training import balanced_labels, sample
     from gan_models.variants import generator_from_checkpoint
-    from tasks.common import Layout, load_prepared
+    from tasks.layout import Layout, load_prepared
     from tasks.config import load_params
     from tasks.evaluate import evaluate
     from tasks.prepare import prepare

@@ -178,17 +178,17 @@ def test_dvc_repro_on_a_fresh_clone_reproduces_the_flow(tmp_path):
 def test_every_preset_trains_through_the_pipeline_with_comparable_mlflow_runs(tmp_path, isolated_stores):
     from mlflow.tracking import MlflowClient
 
-    from gan_models.variants import VARIANTS, translation_task
+    from gan_models.variants import VARIANTS
 
     small = {"mlp": {"hidden": [16]}, "dcgan": {"width": 8}, "resnet": {"width": 8}, "progan": {"width": 8},
              "stylegan": {"width": 4, "max_width": 8}}
     variants = {}
     # translation presets need translation data: tests/test_translation.py runs them through the flow
-    names = [n for n in VARIANTS.names() if translation_task(VARIANTS.get(n)) is None]
+    names = [n for n in VARIANTS.names() if VARIANTS.get(n).translation is None]
     for name in names:
         spec = VARIANTS.get(name)
-        variants[name] = {"z_dim": 8, "generator": small[spec["generator"]["arch"]],
-                          "discriminator": small[spec["discriminator"]["arch"]]}
+        variants[name] = {"z_dim": 8, "generator": small[spec.generator.name],
+                          "discriminator": small[spec.discriminator.name]}
     params = {**TINY, "train": {**TINY["train"], "steps": 6, "checkpoint_every": 3, "log_every": 3,
                                 "variants": variants}}
     proj = copy_project(tmp_path / "proj", params)

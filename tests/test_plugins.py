@@ -161,10 +161,10 @@ def test_example_loss_is_the_least_squares_closed_form(example_plugin):
 
 
 def test_example_generator_modulates_per_class_and_starts_unmodulated(example_plugin):
-    from gan_models.variants import DataInfo, build, resolve_spec
+    from gan_models.variants import DataInfo, build, resolve
 
     torch.manual_seed(0)
-    gan = build("film_cgan", resolve_spec("film_cgan", {"generator": {"hidden": [16, 16]}, "z_dim": 4}),
+    gan = build(resolve("film_cgan", {"generator": {"hidden": [16, 16]}, "z_dim": 4}),
                 DataInfo("image", (1, 8, 8), 10))
     z = torch.randn(5, 4)
     a, b = gan.G(z, torch.zeros(5, dtype=torch.long)), gan.G(z, torch.full((5,), 3))
@@ -223,7 +223,7 @@ def test_plugin_source_is_in_the_fingerprint_of_the_stages_that_use_it(tmp_path,
         assert "gap_metric.py" in text[text.index("  evaluate:"):text.index("  export:")]
         assert "gap_metric.py" not in train_block
         assert "models/film/train/curves.csv" in text[text.index("plots:"):]
-        from gan_models.checkpoint import sha256_file
+        from gan_models.files import sha256_file
 
         assert before == sha256_file(EXAMPLE / "gan_plugin_example" / "film.py")  # the file's content
     finally:
@@ -356,7 +356,7 @@ def test_example_plugin_installed_with_pip_runs_end_to_end(tmp_path, isolated_st
     # compared like a built-in: `flows compare` ranks both variants with their FID from MLflow
     proc = cli("compare", cwd=proj, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    from tasks.compare import COLUMNS
+    from tasks.reporting.compare import COLUMNS
 
     fid_format = next(fmt for _, key, fmt in COLUMNS if key == "fid")
     rows = {t[1]: t for t in (line.split() for line in proc.stdout.splitlines()) if t[1:2] in (["film_cgan"], ["mlp"])}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tasks.tracking import CHAMPION, promote_if_better
+from tasks.reporting.model_registry import CHAMPION, promote_if_better
 
 
 def _version(client, name, run_id):

@@ -72,7 +72,7 @@ def test_sigkill_during_training_then_rerun_is_bit_identical(tmp_path):
 
 
 def test_a_second_run_in_the_same_folder_is_refused(project):
-    from tasks.common import project_lock
+    from tasks.runtime import project_lock
 
     with project_lock(project):
         proc = subprocess.run([sys.executable, "-m", "flows", "run"], cwd=project, env=_env(), capture_output=True,
@@ -132,7 +132,7 @@ def test_disk_full_during_training_keeps_the_last_good_checkpoint(project, monke
     otherwise the ENOSPC error is injected at the write."""
     import errno
 
-    from tasks.common import Layout
+    from tasks.layout import Layout
     from tasks.config import load_params
     from tasks.prepare import prepare
     from tasks.train import train

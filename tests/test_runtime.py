@@ -18,8 +18,8 @@ from gan_models.training import Trainer
 applied = runtime.keep_freed_memory() if sys.argv[1] == "on" else False
 torch.set_num_threads(1)
 torch.manual_seed(0)
-spec = V.resolve_spec("dcgan", {"generator": {"width": 8}, "discriminator": {"width": 8}, "z_dim": 8})
-gan = V.build("dcgan", spec, V.DataInfo("image", (1, 28, 28), 10))
+spec = V.resolve("dcgan", {"generator": {"width": 8}, "discriminator": {"width": 8}, "z_dim": 8})
+gan = V.build(spec, V.DataInfo("image", (1, 28, 28), 10))
 tr = Trainer(gan, torch.randint(0, 256, (200, 1, 28, 28), dtype=torch.uint8), batch_size=32, seed=0)
 tr.run(3, log_every=0, progress=False)
 x = torch.ones(4 << 20, dtype=torch.uint8); y = torch.ones(16 << 20, dtype=torch.uint8); del x, y  # first touch

@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from gan_models import data as D
+from gan_models.data import embedded as D_embedded
+from gan_models.data import stacked as D_stacked
 from gan_models import metrics as M
 
 
@@ -23,7 +25,7 @@ def _coded_digits(n_per_class=7):
 
 def test_stacking_puts_a_digit_of_each_drawn_class_in_each_channel_and_labels_read_as_numbers():
     x, y = _coded_digits()
-    images, labels, digits = D.stack_digits(x, y, 500, np.random.default_rng(0))
+    images, labels, digits = D_stacked.stack_digits(x, y, 500, np.random.default_rng(0))
     assert images.shape == (500, 3, 4, 4) and images.dtype == np.uint8
     source = images[:, :, 0, 0].astype(int)  # the source index of every channel
     assert (y[source] == digits).all()  # channel c shows a digit of class digits[:, c]
@@ -37,7 +39,7 @@ def test_modes_are_drawn_uniformly():
     from scipy.stats import chisquare
 
     x, y = _coded_digits()
-    _, labels, _ = D.stack_digits(x, y, 100_000, np.random.default_rng(1))
+    _, labels, _ = D_stacked.stack_digits(x, y, 100_000, np.random.default_rng(1))
     counts = np.bincount(labels, minlength=1000)
     assert counts.min() > 0
     assert chisquare(counts).pvalue > 1e-3  # uniform over the 1,000 modes
@@ -46,9 +48,9 @@ def test_modes_are_drawn_uniformly():
 
 
 def test_held_out_images_stack_held_out_digits_only():
-    raw = D.load_stacked_mnist(n_points=2000, seed=3)
-    src = D.load_mnist_subset()
-    train_src, held_src = D.split_indices(len(src.x), D.STACKED_HELDOUT, 3)
+    raw = D_stacked.load_stacked_mnist(n_points=2000, seed=3)
+    src = D_embedded.load_mnist_subset()
+    train_src, held_src = D.split_indices(len(src.x), D_stacked.STACKED_HELDOUT, 3)
     key = lambda a: a.reshape(len(a), -1).tobytes()  # noqa: E731
     held_set = {key(src.x[i:i + 1]) for i in held_src}
     train_set = {key(src.x[i:i + 1]) for i in train_src}
@@ -74,7 +76,7 @@ def test_mode_counting_on_sets_with_known_answers():
 
 
 def test_the_stacked_extractor_combines_the_channels_log_probabilities(tmp_path):
-    from gan_models.classifier import SmallCNN, features_and_logits, save_classifier
+    from gan_models.features.classifier import SmallCNN, features_and_logits, save_classifier
     from gan_models.features import EXTRACTORS
 
     torch.manual_seed(0)
@@ -98,10 +100,10 @@ def test_the_stacked_extractor_combines_the_channels_log_probabilities(tmp_path)
 def test_stacked_mnist_stages_count_modes_as_an_independent_recount(project):
     from conftest import TINY, write_params
     from gan_models.checkpoint import load_checkpoint
-    from gan_models.classifier import features_and_logits, load_classifier
+    from gan_models.features.classifier import features_and_logits, load_classifier
     from gan_models.training import sample
     from gan_models.variants import generator_from_checkpoint
-    from tasks.common import Layout, load_prepared
+    from tasks.layout import Layout, load_prepared
     from tasks.config import load_params
     from tasks.evaluate import evaluate
     from tasks.prepare import prepare

@@ -14,8 +14,9 @@ import torch
 
 from conftest import TINY, write_params
 from gan_models import checkpoint as ck
+from gan_models.files import atomic_write_bytes, sha256_file
 from gan_models.data import DataError, split_indices
-from tasks.common import Layout, load_prepared
+from tasks.layout import Layout, load_prepared
 from tasks.config import load_params
 from tasks.evaluate import evaluate
 from tasks.export import export
@@ -91,7 +92,7 @@ def test_full_stage_chain_on_tiny_config(tiny_params, project):
         assert len(rec["candidates"]) == 2
         fids = {c["step"]: c["scores"]["fid"] for c in rec["candidates"]}
         assert rec["best_step"] == min(fids, key=fids.get) == s["best_step"]
-        assert ck.sha256_file(Layout().best_checkpoint(v)) == rec["best_sha256"]
+        assert sha256_file(Layout().best_checkpoint(v)) == rec["best_sha256"]
         evaluate(tiny_params, v)
         m = json.loads((project / f"metrics/{v}.json").read_text())
         assert m["n_samples"] == 200 and m["extractor"] == "classifier"
@@ -252,7 +253,7 @@ def test_checkpoints_load_without_unpickling_code(tmp_path):
         def __reduce__(self):
             return (exec, ("open('pwned', 'w').write('x')",))
 
-    ck.atomic_write_bytes(tmp_path / "evil.pt", pickle.dumps({"format": ck.FORMAT, "x": Evil()}, protocol=2))
+    atomic_write_bytes(tmp_path / "evil.pt", pickle.dumps({"format": ck.FORMAT, "x": Evil()}, protocol=2))
     with pytest.raises(ck.CheckpointError, match="cannot be read safely"):
         ck.load_checkpoint(tmp_path / "evil.pt")
     assert not (tmp_path / "pwned").exists()

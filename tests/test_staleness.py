@@ -54,7 +54,7 @@ def test_committed_dvc_yaml_is_the_stage_tables_output():
 
 def test_dvc_yaml_check_command_reports_a_stale_file(tmp_path):
     stale = tmp_path / "dvc.yaml"
-    stale.write_text((ROOT / "dvc.yaml").read_text().replace("      - gan_models/losses.py\n", "", 1))
+    stale.write_text((ROOT / "dvc.yaml").read_text().replace("      - gan_models/losses/adversarial.py\n", "", 1))
     proc = cli("dvc-yaml", "--check", "--out", str(stale), "--params", str(ROOT / "params.yaml"), cwd=tmp_path)
     assert proc.returncode == 1 and "differs from the stage table" in proc.stderr
     proc = cli("dvc-yaml", "--out", str(stale), "--params", str(ROOT / "params.yaml"), cwd=tmp_path)
@@ -84,9 +84,9 @@ def test_each_stages_code_is_the_import_closure_of_its_module():
         missing = loaded(st.module) - code - only_for_validation
         assert not missing, (st.name, missing)
     prepare, train, export = (set(code_files(f"tasks.{n}")) for n in ("prepare", "train", "export"))
-    assert {"gan_models/losses.py", "gan_models/networks.py", "tasks/train.py"} <= train - prepare
+    assert {"gan_models/losses/adversarial.py", "gan_models/networks/dcgan.py", "tasks/train.py"} <= train - prepare
     assert "tasks/export.py" in export and "tasks/export.py" not in train
-    assert {"gan_models/classifier.py", "gan_models/features.py", "tasks/config.py"} <= prepare
+    assert {"gan_models/features/classifier.py", "gan_models/features/base.py", "tasks/config.py"} <= prepare
 
 
 # -- derived outputs follow what they are derived from -------------------------------------------
@@ -144,10 +144,10 @@ def test_every_preset_with_a_packed_discriminator_is_refused_up_front_or_trains(
     refused, trained = [], []
     for name in V.VARIANTS.names():
         preset = V.VARIANTS.get(name)
-        if V.translation_task(preset):  # tricks do not apply to translation losses at all
+        if preset.translation:  # tricks do not apply to translation losses at all
             continue
-        spec = {"z_dim": 8, "generator": small[preset["generator"]["arch"]],
-                "discriminator": small[preset["discriminator"]["arch"]], "tricks": {"pack": 2}}
+        spec = {"z_dim": 8, "generator": small[preset.generator.name],
+                "discriminator": small[preset.discriminator.name], "tricks": {"pack": 2}}
         write_params(project / "params.yaml", {**TINY, "train": {**TINY["train"], "variants": {name: spec}}})
         try:
             params = load_params(project / "params.yaml")
@@ -155,11 +155,11 @@ def test_every_preset_with_a_packed_discriminator_is_refused_up_front_or_trains(
             assert "tricks.pack" in str(e), (name, str(e))
             refused.append(name)
             continue
-        gan = V.build(name, params.variant_spec(name), V.DataInfo("image", (1, 8, 8), 10))
+        gan = V.build(params.variant_spec(name), V.DataInfo("image", (1, 8, 8), 10))
         g = torch.Generator().manual_seed(0)
         data = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8, generator=g)
         labels = torch.randint(0, 10, (64,), generator=g)
-        trainer = Trainer(gan, data, batch_size=8, seed=0, labels=labels)
+        trainer = Trainer(gan, data, batch_size=8, seed=0, conditions=labels)
         trainer.run(1, log_every=1, progress=False)
         trained.append(name)
     assert {"acgan", "cgan"} <= set(refused)
@@ -173,7 +173,7 @@ def test_a_variant_written_as_null_takes_overrides(project):
     write_params(project / "params.yaml", doc)
     assert "mlp: null" in (project / "params.yaml").read_text()
     params = load_params(project / "params.yaml", ["train.variants.mlp.lr_g=0.001"])
-    assert params.variant_spec("mlp")["lr_g"] == 0.001
+    assert params.variant_spec("mlp").lr_g == 0.001
     proc = cli("check", "--set", "train.variants.mlp.lr_g=0.001", cwd=project)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["variants"]["mlp"]["lr_g"] == 0.001
@@ -191,7 +191,7 @@ def test_missing_stage_outputs_exit_2_naming_the_command_to_run_first(project):
 
 
 # -- end to end: edit code, rerun ---------------------------------------------------------------------
-LOSS_EDIT = ("gan_models/losses.py", "            return F.softplus(-fake_out).mean()  # -log sigmoid(l_fake)",
+LOSS_EDIT = ("gan_models/losses/adversarial.py", "            return F.softplus(-fake_out).mean()  # -log sigmoid(l_fake)",
              "            return 1.5 * F.softplus(-fake_out).mean()  # -log sigmoid(l_fake), scaled")
 EXPORT_EDIT = ("tasks/export.py", "WALK_ROWS = 8\n", "WALK_ROWS = 6\n")
 
@@ -297,7 +297,7 @@ def test_a_deleted_tracking_store_is_logged_again_not_reported_done(tmp_path, is
     assert child.data.metrics["fid"] == pytest.approx(fid, rel=1e-12)
 
 
-from tasks.tracking import Tracker  # noqa: E402  (the subclass below must be importable by worker processes)
+from tasks.reporting.tracking import Tracker  # noqa: E402  (the subclass below must be importable by worker processes)
 
 
 class _Down:

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gan_models import stylegan as S
+from gan_models.networks import stylegan as S
 from gan_models import variants as V
 from gan_models.data import DataInfo
 
@@ -161,9 +161,9 @@ def test_sizes_it_cannot_draw_are_refused():
 def test_the_preset_trains_keeps_an_ema_with_the_tracked_w_and_samples_deterministically():
     from gan_models.training import Trainer
 
-    spec = V.resolve_spec("stylegan", {"generator": {"width": 4, "max_width": 8, "w_dim": 16},
+    spec = V.resolve("stylegan", {"generator": {"width": 4, "max_width": 8, "w_dim": 16},
                                        "discriminator": {"width": 4, "max_width": 8}, "z_dim": 16})
-    gan = V.build("stylegan", spec, DataInfo("image", (1, 28, 28), 10))
+    gan = V.build(spec, DataInfo("image", (1, 28, 28), 10))
     data = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8)
     tr = Trainer(gan, data, batch_size=16, seed=0)
     before = [p.detach().clone() for p in tr.G_ema.parameters()]
@@ -247,7 +247,7 @@ def test_truncation_strip_runs_from_the_average_image_to_the_untruncated_one():
 def test_stylegan_through_the_stages_reports_metrics_at_psi_1_and_the_truncation_tradeoff(project):
     from conftest import TINY, run_stages
     from gan_models.training import sample
-    from tasks.common import Layout, load_prepared
+    from tasks.layout import Layout, load_prepared
     from tasks.export import export
     from tasks.scoring import Scorer
 

@@ -14,11 +14,11 @@ from gan_models import metrics as M
 
 
 def test_the_independent_classifier_is_another_network_and_evaluate_reports_its_verdict(tiny_params):
-    from gan_models.classifier import StridedCNN, SmallCNN, features_and_logits, load_classifier
+    from gan_models.features.classifier import StridedCNN, SmallCNN, features_and_logits, load_classifier
     from gan_models.checkpoint import load_checkpoint
     from gan_models.training import sample
     from gan_models.variants import generator_from_checkpoint
-    from tasks.common import Layout, load_prepared
+    from tasks.layout import Layout, load_prepared
     from tasks.evaluate import evaluate
     from tasks.prepare import prepare
     from tasks.select import select
@@ -58,7 +58,7 @@ def test_the_independent_classifier_is_another_network_and_evaluate_reports_its_
 
 
 def test_the_independent_classifier_reads_its_own_architecture_back(tmp_path):
-    from gan_models.classifier import StridedCNN, features_and_logits, load_classifier, save_classifier
+    from gan_models.features.classifier import StridedCNN, features_and_logits, load_classifier, save_classifier
 
     torch.manual_seed(0)
     net = StridedCNN(1, 10).eval()
@@ -74,9 +74,9 @@ def test_the_independent_classifier_reads_its_own_architecture_back(tmp_path):
 
 def test_a_conditional_variant_reports_how_often_its_samples_show_the_class_asked_for(project):
     from conftest import TINY, run_stages
-    from gan_models.classifier import features_and_logits, load_classifier
+    from gan_models.features.classifier import features_and_logits, load_classifier
     from gan_models.training import balanced_labels, sample
-    from tasks.common import Layout
+    from tasks.layout import Layout
 
     doc = {**TINY, "train": {**TINY["train"], "parallel": 1, "variants": {
         "cgan": {"generator": {"arch": "mlp", "hidden": [32]}, "discriminator": {"arch": "mlp", "hidden": [32]},

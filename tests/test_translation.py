@@ -18,13 +18,14 @@ from PIL import Image
 
 from conftest import TINY, cli, copy_project, venv_path, write_params
 from gan_models import data as D
+from gan_models.data import translation as D_translation
 from gan_models import losses as L
 from gan_models import variants as V
 from gan_models.training import Trainer, generate
 
 SHAPE = (1, 28, 28)
-PAIRED = V.DataInfo("image", SHAPE, 10, task="paired", source_shape=SHAPE)
-UNPAIRED = V.DataInfo("image", SHAPE, 10, task="unpaired", source_shape=SHAPE)
+PAIRED = V.DataInfo("image", SHAPE, 10, translation="paired", source_shape=SHAPE)
+UNPAIRED = V.DataInfo("image", SHAPE, 10, translation="unpaired", source_shape=SHAPE)
 
 
 # -- data ---------------------------------------------------------------------------------------------
@@ -45,23 +46,23 @@ def test_translation_transforms_match_an_explicit_neighbourhood_loop():
     x = np.random.default_rng(0).integers(0, 256, (3, 1, 9, 11)).astype(np.uint8)
     square = np.ones((3, 3), bool)
     dil, ero = _neighbourhood(x, square, np.max), _neighbourhood(x, square, np.min)
-    np.testing.assert_array_equal(D.edge_map(x), (dil - ero).astype(np.uint8))
-    np.testing.assert_array_equal(D.thicken(x), dil.astype(np.uint8))
+    np.testing.assert_array_equal(D_translation.edge_map(x), (dil - ero).astype(np.uint8))
+    np.testing.assert_array_equal(D_translation.thicken(x), dil.astype(np.uint8))
     # thin: each pixel the minimum of itself and its upper, left and upper-left neighbours (the
     # 2x2 square's), the first row and column reflected
     upper_left = np.zeros((3, 3), bool)
     upper_left[:2, :2] = True
-    np.testing.assert_array_equal(D.thin(x), _neighbourhood(x, upper_left, np.min).astype(np.uint8))
+    np.testing.assert_array_equal(D_translation.thin(x), _neighbourhood(x, upper_left, np.min).astype(np.uint8))
     stroke = np.zeros((1, 1, 9, 9), np.uint8)
     stroke[..., 3:6] = 200  # a vertical stroke 3 px wide: 2 px thin, 5 px thick
-    assert (D.thin(stroke)[0, 0, 4] > 0).sum() == 2 and (D.thicken(stroke)[0, 0, 4] > 0).sum() == 5
+    assert (D_translation.thin(stroke)[0, 0, 4] > 0).sum() == 2 and (D_translation.thicken(stroke)[0, 0, 4] > 0).sum() == 5
 
 
 def _coded(n: int, task: str) -> D.RawData:
     """Images that carry their own index (every pixel = i), with labels i % 10."""
     x = np.broadcast_to(np.arange(n, dtype=np.uint8)[:, None, None, None], (n, 1, 4, 4)).copy()
     y = np.arange(n) % 10
-    return D.RawData(x, y, "image", classes=[str(i) for i in range(10)], task=task, source=x.copy(), source_y=y,
+    return D.RawData(x, y, "image", classes=[str(i) for i in range(10)], translation=task, source=x.copy(), source_y=y,
                      aligned=True)
 
 
@@ -156,7 +157,7 @@ class _Ctx:
 
 
 def test_cycle_and_identity_terms_equal_their_closed_forms():
-    from gan_models.translation import DiscriminatorPair, TranslatorPair
+    from gan_models.networks.translation import DiscriminatorPair, TranslatorPair
 
     a = torch.tensor([[[[0.2, -0.4], [0.6, 1.0]]]])
     b = torch.tensor([[[[-0.1, 0.3], [0.5, -0.7]]]])
@@ -203,13 +204,15 @@ def test_pix2pix_objective_is_adversarial_plus_weighted_l1_on_input_output_pairs
 
 
 # -- variants: build, train, checkpoint, resume ----------------------------------------------------------
-def _narrow(name):
-    spec = V.resolve_spec(name)
+def _narrow(name, **changes):
+    spec = {**V.resolve(name).to_dict(), **changes}
     spec["generator"]["width"] = 8
     spec["discriminator"]["width"] = 8
     if name == "cyclegan":
         spec["generator"]["n_blocks"] = 2
-    return spec
+    if name == "cyclegan" and "pool_size" in changes:
+        spec["loss"]["pool_size"] = changes.pop("pool_size")
+    return V.VariantSpec.parse(name, {k: v for k, v in spec.items() if k != "pool_size"})
 
 
 def _digits(n=48, seed=0):
@@ -223,8 +226,8 @@ def test_translation_preset_trains_and_its_checkpoint_reproduces_outputs(name, i
 
     torch.manual_seed(0)
     spec = _narrow(name)
-    gan = V.build(name, spec, info)
-    assert gan.z_dim == 0 and gan.task == info.task
+    gan = V.build(spec, info)
+    assert gan.z_dim == 0 and gan.translation == info.translation
     x, a = _digits(), _digits(seed=1)
     trainer = Trainer(gan, x, batch_size=8, seed=0, source=a)
     before = [p.detach().clone() for p in gan.G.parameters()]
@@ -232,8 +235,8 @@ def test_translation_preset_trains_and_its_checkpoint_reproduces_outputs(name, i
     assert {"loss/D", "loss/G", "D/real", "D/fake", "grad_norm/D", "grad_norm/G"} <= set(stats)
     assert all(np.isfinite(v) for v in stats.values())
     assert any(not torch.equal(p, q) for p, q in zip(before, gan.G.parameters()))
-    data = {"kind": "image", "shape": list(SHAPE), "n_classes": 10, "task": info.task, "source_shape": list(SHAPE)}
-    ck.save_checkpoint(tmp_path, trainer.step, {**trainer.state_dict(), "variant": name, "spec": spec, "data": data,
+    data = {"kind": "image", "shape": list(SHAPE), "n_classes": 10, "task": info.translation, "source_shape": list(SHAPE)}
+    ck.save_checkpoint(tmp_path, trainer.step, {**trainer.state_dict(), "variant": name, "spec": spec.to_dict(), "data": data,
                                                "train": {"steps": trainer.step}})
     entry = ck.read_index(tmp_path)[-1]
     G2, z_dim = V.generator_from_checkpoint(ck.load_checkpoint(tmp_path / entry["file"], entry["sha256"]))
@@ -245,15 +248,15 @@ def test_translation_preset_trains_and_its_checkpoint_reproduces_outputs(name, i
 
 def test_translation_variants_are_refused_on_the_wrong_data_naming_the_fix():
     with pytest.raises(ValueError, match="needs a translation data set"):
-        V.build("p", V.resolve_spec("pix2pix"), V.DataInfo("image", SHAPE, 10))
+        V.build(V.resolve("pix2pix"), V.DataInfo("image", SHAPE, 10))
     with pytest.raises(ValueError, match="needs paired data.*use cyclegan"):
-        V.build("p", V.resolve_spec("pix2pix"), UNPAIRED)
+        V.build(V.resolve("pix2pix"), UNPAIRED)
     with pytest.raises(ValueError, match="translates images and needs a translation loss"):
-        V.resolve_spec("x", {"preset": "dcgan", "generator": {"arch": "unet"}})
+        V.resolve("x", {"preset": "dcgan", "generator": {"arch": "unet"}})
     with pytest.raises(ValueError, match="draws from noise"):
-        V.resolve_spec("x", {"preset": "pix2pix", "generator": {"arch": "dcgan"}})
+        V.resolve("x", {"preset": "pix2pix", "generator": {"arch": "dcgan"}})
     with pytest.raises(ValueError, match="z_dim must be 0"):
-        V.resolve_spec("x", {"preset": "pix2pix", "z_dim": 100})
+        V.resolve("x", {"preset": "pix2pix", "z_dim": 100})
 
 
 class _Stop(Exception):
@@ -261,12 +264,11 @@ class _Stop(Exception):
 
 
 def test_cyclegan_resumes_bit_for_bit_with_its_image_pools_and_decaying_learning_rate():
-    spec = {**_narrow("cyclegan"), "lr_decay": 0.5}
-    spec["loss"]["pool_size"] = 4
+    spec = _narrow("cyclegan", lr_decay=0.5, pool_size=4)
 
     def fresh():
         torch.manual_seed(0)
-        return Trainer(V.build("cyclegan", spec, UNPAIRED), _digits(), batch_size=4, seed=0, source=_digits(seed=1))
+        return Trainer(V.build(spec, UNPAIRED), _digits(), batch_size=4, seed=0, source=_digits(seed=1))
 
     straight = fresh()
     straight.run(6, progress=False)
@@ -315,7 +317,7 @@ def test_thin2thick_stages_score_translations_against_the_ground_truth(project):
     from gan_models import metrics as M
     from gan_models.checkpoint import load_checkpoint
     from gan_models.variants import generator_from_checkpoint
-    from tasks.common import Layout, load_prepared
+    from tasks.layout import Layout, load_prepared
     from tasks.evaluate import evaluate
     from tasks.export import export
     from tasks.prepare import prepare
@@ -359,7 +361,7 @@ def test_thin2thick_stages_score_translations_against_the_ground_truth(project):
 
 def test_translation_prepare_refuses_a_changed_input_domain(project):
     from gan_models.data import load_arrays, save_arrays
-    from tasks.common import Layout, load_prepared
+    from tasks.layout import Layout, load_prepared
     from tasks.prepare import prepare
 
     prepare(_params(project, "edges2digits", {"pix2pix": NARROW["pix2pix"]}))
@@ -406,7 +408,7 @@ def test_bad_translation_folders_are_refused_before_any_work(tmp_path, layout, d
 
 
 def test_user_translation_folders_prepare_with_their_own_split(project, tmp_path):
-    from tasks.common import Layout, load_prepared
+    from tasks.layout import Layout, load_prepared
     from tasks.prepare import prepare
 
     root = tmp_path / "pairs"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gan_models import metrics as M
-from gan_models import translation as T
+from gan_models.networks import translation as T
 
 
 # -- networks -----------------------------------------------------------------------------------------

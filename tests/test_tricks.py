@@ -47,9 +47,9 @@ def test_pacgan_minibatch_counts_packs_as_in_the_paper():
     from gan_models.training import Trainer
 
     for m in (1, 3):
-        spec = V.resolve_spec("pacgan", {"z_dim": 4, "generator": {"hidden": [8]}, "discriminator": {"hidden": [8]},
+        spec = V.resolve("pacgan", {"z_dim": 4, "generator": {"hidden": [8]}, "discriminator": {"hidden": [8]},
                                          "tricks": {"pack": m}})
-        gan = V.build("pacgan", spec, V.DataInfo("points", (2,), 0))
+        gan = V.build(spec, V.DataInfo("points", (2,), 0))
         tr = Trainer(gan, torch.randn(50, 2), batch_size=8, seed=0)
         b = tr.batch()
         assert b.real.shape == (8 * m, 2) and b.z.shape == (8 * m, 4)
@@ -120,9 +120,9 @@ class _Ctx:
 
 def _mlp_gan(tricks):
     torch.manual_seed(0)
-    spec = V.resolve_spec("x", {"preset": "mlp", "z_dim": 3, "generator": {"hidden": [8]},
+    spec = V.resolve("x", {"preset": "mlp", "z_dim": 3, "generator": {"hidden": [8]},
                                 "discriminator": {"hidden": [8]}, "tricks": tricks})
-    return V.build("x", spec, V.DataInfo("points", (2,), 0))
+    return V.build(spec, V.DataInfo("points", (2,), 0))
 
 
 def _g_grads(gan, ctx):
@@ -152,10 +152,10 @@ def test_feature_matching_loss_closed_form():
 
 
 def test_ema_of_generator_weights():
-    spec = V.resolve_spec("x", {"preset": "mlp", "ema": 0.9, "z_dim": 3, "generator": {"hidden": [8]},
+    spec = V.resolve("x", {"preset": "mlp", "ema": 0.9, "z_dim": 3, "generator": {"hidden": [8]},
                                 "discriminator": {"hidden": [8]}})
     torch.manual_seed(0)
-    gan = V.build("x", spec, V.DataInfo("points", (2,), 0))
+    gan = V.build(spec, V.DataInfo("points", (2,), 0))
     tr = Trainer(gan, torch.randn(32, 2), batch_size=8, seed=0)
     before = [p.detach().clone() for p in gan.G.parameters()]
     tr.train_step()
@@ -194,11 +194,11 @@ def one_thread():
 
 
 def test_acgan_trains_its_auxiliary_head_and_conditioning_needs_labels(one_thread):
-    spec = V.resolve_spec("acgan", {"generator": {"width": 8}, "discriminator": {"width": 8}})
+    spec = V.resolve("acgan", {"generator": {"width": 8}, "discriminator": {"width": 8}})
     with pytest.raises(ValueError, match="needs labelled data"):
-        V.build("acgan", spec, V.DataInfo("image", (1, 8, 8), 0))
+        V.build(spec, V.DataInfo("image", (1, 8, 8), 0))
     torch.manual_seed(0)
-    gan = V.build("acgan", spec, V.DataInfo("image", (1, 8, 8), 10))
+    gan = V.build(spec, V.DataInfo("image", (1, 8, 8), 10))
     # The auxiliary losses on one hand-built batch equal the cross-entropies computed here.
     real, z = torch.rand(6, 1, 8, 8) * 2 - 1, torch.randn(6, gan.z_dim)
     real_y, fake_y = torch.tensor([0, 1, 2, 3, 4, 5]), torch.tensor([9, 8, 7, 0, 1, 2])
@@ -224,14 +224,14 @@ def test_acgan_trains_its_auxiliary_head_and_conditioning_needs_labels(one_threa
             return F.cross_entropy(D.forward_all(x.float() / 127.5 - 1, labels)["aux"], labels).item()
 
     for weight in (1.0, 0.0):
-        spec = V.resolve_spec("acgan", {"generator": {"width": 8}, "discriminator": {"width": 8}, "z_dim": 8,
+        spec = V.resolve("acgan", {"generator": {"width": 8}, "discriminator": {"width": 8}, "z_dim": 8,
                                         "lr_d": 5e-3, "tricks": {"aux_weight": weight}})
         torch.manual_seed(0)
-        gan = V.build("acgan", spec, V.DataInfo("image", (1, 8, 8), 10))
+        gan = V.build(spec, V.DataInfo("image", (1, 8, 8), 10))
         head = {k: v.clone() for k, v in gan.D.heads.aux.state_dict().items()}
         before = real_aux_ce(gan.D)
         assert before == pytest.approx(math.log(10), abs=0.05)
-        tr = Trainer(gan, x, batch_size=16, seed=0, labels=labels)
+        tr = Trainer(gan, x, batch_size=16, seed=0, conditions=labels)
         for _ in range(20):
             tr.train_step(measure=False)
         after = real_aux_ce(gan.D)
@@ -244,9 +244,9 @@ def test_acgan_trains_its_auxiliary_head_and_conditioning_needs_labels(one_threa
 
 def test_perceptual_term_matches_closed_form_and_reaches_g():
     torch.manual_seed(0)
-    spec = V.resolve_spec("x", {"preset": "dcgan", "z_dim": 4, "generator": {"width": 4},
+    spec = V.resolve("x", {"preset": "dcgan", "z_dim": 4, "generator": {"width": 4},
                                 "discriminator": {"width": 4}, "tricks": {"perceptual_weight": 2.0}})
-    gan = V.build("x", spec, V.DataInfo("image", (1, 8, 8), 0))
+    gan = V.build(spec, V.DataInfo("image", (1, 8, 8), 0))
     phi = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5)).requires_grad_(False)
     gan.loss.perceptual_net = phi
     real, z = torch.rand(6, 1, 8, 8) * 2 - 1, torch.randn(6, 4)
@@ -263,7 +263,7 @@ def test_perceptual_term_matches_closed_form_and_reaches_g():
 
 def test_maxout_layer_is_the_max_over_pieces():
     """Each unit's output is the largest of its pieces' affine maps (brute force per unit)."""
-    from gan_models.networks import Maxout
+    from gan_models.networks.mlp import Maxout
 
     torch.manual_seed(0)
     layer = Maxout(3, 4, pieces=5)
@@ -278,9 +278,9 @@ def test_maxout_layer_is_the_max_over_pieces():
 
 # -- time to quality: EMA ramp-up, the EMA's BatchNorm statistics, R1 ----------------------------------
 def test_ema_rampup_follows_the_half_life_formula_and_reaches_the_configured_decay():
-    spec = V.resolve_spec("x", {"preset": "mlp", "ema": 0.999, "ema_rampup": 0.05, "z_dim": 3,
+    spec = V.resolve("x", {"preset": "mlp", "ema": 0.999, "ema_rampup": 0.05, "z_dim": 3,
                                 "generator": {"hidden": [8]}, "discriminator": {"hidden": [8]}})
-    gan = V.build("x", spec, V.DataInfo("points", (2,), 0))
+    gan = V.build(spec, V.DataInfo("points", (2,), 0))
     tr = Trainer(gan, torch.randn(32, 2), batch_size=8, seed=0)
     cap = math.log(0.5) / math.log(0.999)  # 692.8 steps: the half-life of the fixed decay
     for step in (0, 9, 99, 999, 13_856, 20_000):
@@ -292,17 +292,17 @@ def test_ema_rampup_follows_the_half_life_formula_and_reaches_the_configured_dec
     tr.step = 0
     assert tr.ema_beta() < 1e-5  # the first update all but copies G
     with pytest.raises(ValueError, match="ema_rampup .*needs ema > 0"):
-        V.resolve_spec("x", {"preset": "mlp", "ema_rampup": 0.05})
+        V.resolve("x", {"preset": "mlp", "ema_rampup": 0.05})
 
 
 def test_ema_batchnorm_statistics_are_recomputed_for_the_ema_weights():
     """After recalibration the EMA generator's first BatchNorm holds the mean and (unbiased)
     variance of its own pre-normalisation activations over the fixed noise, computed here by hand
     from the EMA weights; G's own statistics (and the global RNG) are untouched."""
-    spec = V.resolve_spec("x", {"preset": "dcgan", "ema": 0.9, "z_dim": 4,
+    spec = V.resolve("x", {"preset": "dcgan", "ema": 0.9, "z_dim": 4,
                                 "generator": {"width": 4}, "discriminator": {"width": 4}})
     torch.manual_seed(0)
-    gan = V.build("x", spec, V.DataInfo("image", (1, 28, 28), 0))
+    gan = V.build(spec, V.DataInfo("image", (1, 28, 28), 0))
     tr = Trainer(gan, torch.randint(0, 256, (32, 1, 28, 28), dtype=torch.uint8), batch_size=8, seed=0)
     for _ in range(3):
         tr.train_step()
@@ -411,18 +411,18 @@ def test_multiscale_discriminator_sees_each_scale_and_its_loss_is_the_mean_of_th
 
 def test_multiscale_option_builds_separate_networks_for_any_image_preset_and_trains():
     torch.manual_seed(0)
-    spec = V.resolve_spec("x", {"preset": "dcgan", "z_dim": 8, "generator": {"width": 4},
+    spec = V.resolve("x", {"preset": "dcgan", "z_dim": 8, "generator": {"width": 4},
                                 "discriminator": {"width": 4, "scales": 2}})
-    gan = V.build("x", spec, V.DataInfo("image", (1, 28, 28), 0))
+    gan = V.build(spec, V.DataInfo("image", (1, 28, 28), 0))
     assert isinstance(gan.D, N.MultiScale) and len(gan.D.nets) == 2
     assert gan.D.nets[0] is not gan.D.nets[1] and gan.D.shapes[1] == (1, 14, 14)
     tr = Trainer(gan, torch.randint(0, 256, (32, 1, 28, 28), dtype=torch.uint8), batch_size=8, seed=0)
     stats = tr.train_step(measure=True)
     assert all(math.isfinite(v) for v in stats.values())
     with pytest.raises(ValueError, match="cannot take the 7x7 scale.*lower discriminator.scales"):
-        V.build("x", {**spec, "discriminator": {"arch": "dcgan", "width": 4, "scales": 3}},
+        V.build(V.VariantSpec.parse("x", {**spec.to_dict(), "discriminator": {"arch": "dcgan", "width": 4, "scales": 3}}),
                 V.DataInfo("image", (1, 28, 28), 0))
-    cgan = V.build("c", V.resolve_spec("c", {"preset": "cgan", "z_dim": 8, "generator": {"width": 4},
+    cgan = V.build(V.resolve("c", {"preset": "cgan", "z_dim": 8, "generator": {"width": 4},
                                             "discriminator": {"width": 4, "scales": 2}}),
                    V.DataInfo("image", (1, 28, 28), 10))
     y = torch.arange(4) % 10

@@ -8,8 +8,8 @@ import torch
 
 from gan_models import checkpoint as ck
 from gan_models import variants as V
-from gan_models import conditioning as C
-from gan_models.attributes import ATTRIBUTES
+from gan_models.networks import conditioning as C
+from gan_models.data.attributes import ATTRIBUTES
 from gan_models.training import Trainer, generate
 
 IMAGE_SHAPES = [(1, 28, 28), (3, 32, 32), (1, 64, 64)]
@@ -17,7 +17,7 @@ POINT_SHAPE = (2,)
 
 
 def _shapes(name):
-    spec = V.resolve_spec(name)
+    spec = V.resolve(name).to_dict()
     shapes = list(IMAGE_SHAPES)
     if isinstance(spec["conditioning"], dict):  # measured inputs: grey images only
         return [s for s in shapes if s[0] == 1]
@@ -28,7 +28,7 @@ def _shapes(name):
 
 # Generators from noise; the translation presets (pix2pix, cyclegan) map images to images and have
 # their own tests (tests/test_translation.py, tests/test_translation_nets.py).
-NOISE_VARIANTS = [n for n in V.VARIANTS.names() if V.translation_task(V.VARIANTS.get(n)) is None]
+NOISE_VARIANTS = [n for n in V.VARIANTS.names() if V.VARIANTS.get(n).translation is None]
 CASES = [(n, s) for n in NOISE_VARIANTS for s in _shapes(n)]
 
 
@@ -51,7 +51,7 @@ def _conditions(gan, n):
 @pytest.mark.parametrize("name,shape", CASES, ids=[f"{n}-{'x'.join(map(str, s))}" for n, s in CASES])
 def test_variant_builds_and_maps_noise_to_data_shape(name, shape):
     torch.manual_seed(0)
-    gan = V.build(name, V.resolve_spec(name), _info(shape))
+    gan = V.build(V.resolve(name), _info(shape))
     n = 4  # a multiple of every pack size
     z = torch.randn(n, gan.z_dim)
     y = C.conditions_for(gan.G, n)
@@ -59,28 +59,29 @@ def test_variant_builds_and_maps_noise_to_data_shape(name, shape):
     assert x.shape == (n, *shape)
     if len(shape) == 3:
         assert x.min() >= -1 and x.max() <= 1  # Tanh output
-    out = gan.D(x, y if gan.spec["conditioning"] == "input" or gan.conditioned else None)
+    out = gan.D(x, y if gan.spec.conditioning == "input" or gan.conditioned else None)
     assert out.shape == (n // gan.loss.tricks.pack,)
 
 
 @pytest.mark.parametrize("name", NOISE_VARIANTS)
 def test_variant_takes_a_finite_step_and_checkpoint_reproduces_outputs(name, tmp_path):
-    shape = (1, 28, 28) if V.resolve_spec(name)["generator"]["arch"] != "mlp" else (1, 8, 8)
-    spec = V.resolve_spec(name)
+    shape = (1, 28, 28) if V.resolve(name).generator.name != "mlp" else (1, 8, 8)
+    spec = V.resolve(name).to_dict()
     for part in ("generator", "discriminator"):  # keep the test fast: narrow networks
         if "width" in spec[part]:
             spec[part]["width"] = 8
+    spec = V.VariantSpec.parse(name, spec)
     torch.manual_seed(0)
-    gan = V.build(name, spec, _info(shape))
+    gan = V.build(spec, _info(shape))
     data = torch.randint(0, 256, (32, *shape), dtype=torch.uint8)
-    trainer = Trainer(gan, data, batch_size=8, seed=0, labels=_conditions(gan, 32))
+    trainer = Trainer(gan, data, batch_size=8, seed=0, conditions=_conditions(gan, 32))
     before = [p.detach().clone() for p in gan.G.parameters()]
     stats = trainer.train_step(measure=True)
     assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
     assert {"loss/D", "loss/G", "D/real", "D/fake", "grad_norm/D", "grad_norm/G"} <= set(stats)
     assert any(not torch.equal(a, b) for a, b in zip(before, gan.G.parameters())), "G did not change"
 
-    ck.save_checkpoint(tmp_path, trainer.step, {**trainer.state_dict(), "variant": name, "spec": spec,
+    ck.save_checkpoint(tmp_path, trainer.step, {**trainer.state_dict(), "variant": name, "spec": spec.to_dict(),
                                                "data": {"kind": "image", "shape": list(shape), "n_classes": 10,
                                                         "inputs": [list(i) for i in _info(shape).inputs]},
                                                "train": {"steps": trainer.step}})
@@ -97,8 +98,8 @@ def test_variant_takes_a_finite_step_and_checkpoint_reproduces_outputs(name, tmp
 
 
 def test_resolve_spec_merges_and_replaces_components():
-    spec = V.resolve_spec("mine", {"preset": "dcgan", "loss": {"name": "wgan_gp"},
-                                   "discriminator": {"spectral_norm": True}, "lr_d": 4e-4})
+    spec = V.resolve("mine", {"preset": "dcgan", "loss": {"name": "wgan_gp"},
+                                   "discriminator": {"spectral_norm": True}, "lr_d": 4e-4}).to_dict()
     assert spec["loss"] == {"name": "wgan_gp"}  # another loss: its own defaults
     assert spec["conditioning"] == "none" and spec["tricks"] == {} and spec["ema"] == 0.0
     assert spec["discriminator"] == {"arch": "dcgan", "width": 64, "spectral_norm": True}
@@ -115,18 +116,18 @@ def test_resolve_spec_merges_and_replaces_components():
 ])
 def test_bad_variant_settings_are_refused_with_the_key(overrides, match):
     with pytest.raises(ValueError, match=match):
-        V.resolve_spec("x", {"preset": "mlp", **overrides} if "preset" not in overrides else overrides)
+        V.resolve("x", {"preset": "mlp", **overrides} if "preset" not in overrides else overrides)
 
 
 def test_bad_component_options_name_the_option():
-    spec = V.resolve_spec("x", {"preset": "dcgan", "generator": {"widht": 3}})
+    spec = V.resolve("x", {"preset": "dcgan", "generator": {"widht": 3}})
     with pytest.raises(ValueError, match="has no option 'widht'; allowed: self_attention, spectral_norm, width"):
-        V.build("x", spec, _info((1, 28, 28)))
-    spec = V.resolve_spec("x", {"preset": "dcgan", "generator": {"width": "wide"}})
+        V.build(spec, _info((1, 28, 28)))
+    spec = V.resolve("x", {"preset": "dcgan", "generator": {"width": "wide"}})
     with pytest.raises(ValueError, match="'width' must be of type int"):
-        V.build("x", spec, _info((1, 28, 28)))
+        V.build(spec, _info((1, 28, 28)))
     with pytest.raises(ValueError, match="cannot make 30x30 images"):
-        V.build("x", V.resolve_spec("dcgan"), _info((1, 30, 30)))
+        V.build(V.resolve("dcgan"), _info((1, 30, 30)))
 
 
 def test_registry_refuses_duplicates_and_lists_known_names():

@@ -1,0 +1,24 @@
+"""``python -m flows compare``: the variants of a pipeline run (or of a whole experiment) best
+first, from MLflow, printed and written to reports/."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def main(args: argparse.Namespace) -> int:
+    from tasks.reporting import compare as C
+    from tasks.reporting.tracking import client
+
+    from .settings import settings_and_store
+
+    params, uri = settings_and_store(args)
+    store = client(uri)
+    data = C.collect(store, args.experiment or params.tracking.experiment, args.run, args.all_runs)
+    header, body = C.table(data)
+    print(f"{data['label']} (MLflow store {uri}); best first:\n")
+    print(C.text_table(header, body))
+    files = C.write_report(store, data, Path(args.out))
+    print("\nwritten: " + ", ".join(str(p) for p in files.values()))
+    return 0

@@ -1,0 +1,145 @@
+"""Where every stage reads and writes (the DVC outs), and the prepared data, verified."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gan_models.data import DataError, DataInfo, content_hash, load_arrays
+from gan_models.files import sha256_file
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where every stage reads and writes, relative to the project root (the DVC outs)."""
+
+    root: Path = Path(".")
+
+    @property
+    def prepared(self) -> Path:
+        return self.root / "data" / "prepared"
+
+    def train_dir(self, variant: str) -> Path:
+        return self.root / "models" / variant / "train"
+
+    def selected_dir(self, variant: str) -> Path:
+        return self.root / "models" / variant / "selected"
+
+    def best_checkpoint(self, variant: str) -> Path:
+        return self.selected_dir(variant) / "best.pt"
+
+    def metrics_file(self, variant: str) -> Path:
+        return self.root / "metrics" / f"{variant}.json"
+
+    def samples_dir(self, variant: str) -> Path:
+        return self.root / "samples" / variant
+
+
+class MissingInputError(DataError):
+    """A stage's input is missing or was changed: the message names the stage to run first."""
+
+
+@dataclass
+class Prepared:
+    """The output of the prepare stage, verified against its manifest."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    held_x: np.ndarray
+    held_y: np.ndarray
+    manifest: dict[str, Any]
+    # Translation data: the input domain A (``*_x`` are the target domain B); None otherwise.
+    train_a: np.ndarray | None = None
+    train_ya: np.ndarray | None = None
+    held_a: np.ndarray | None = None
+    held_ya: np.ndarray | None = None
+    # Per-sample inputs besides the label (name -> (N,) or (N, d) float32): measured attributes of
+    # grey images, a folder's prepare.inputs; what multi-input variants are conditioned on.
+    train_c: dict[str, np.ndarray] = field(default_factory=dict)
+    held_c: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def info(self) -> DataInfo:
+        m = self.manifest
+        t = m.get("translation")
+        return DataInfo(m["kind"], tuple(m["shape"]), len(m["classes"]) if m["labelled"] else 0,
+                        translation=t["task"] if t else None, source_shape=tuple(t["source_shape"]) if t else None,
+                        inputs=tuple((k, int(v["dim"])) for k, v in m.get("inputs", {}).items()))
+
+    @property
+    def translation(self) -> dict[str, Any] | None:
+        """The manifest's translation record (task, shapes, ground truth, baselines), or None."""
+        return self.manifest.get("translation")
+
+    @property
+    def data_hash(self) -> str:
+        return self.manifest["content_hash"]
+
+
+def load_prepared(layout: Layout) -> Prepared:
+    d = layout.prepared
+    manifest_path = d / "manifest.json"
+    if not manifest_path.exists():
+        raise DataError(f"{manifest_path} not found; run the prepare stage first (python -m flows prepare)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except ValueError as e:
+        raise DataError(f"{manifest_path} is corrupt ({e}); rerun python -m flows prepare") from e
+    for rel, expected in manifest.get("outputs", {}).items():
+        f = d / rel
+        if not f.exists():
+            raise DataError(f"{f} is missing from the prepared data; rerun python -m flows prepare")
+        if sha256_file(f) != expected:
+            raise DataError(f"{f} is corrupt or was changed (SHA-256 differs from the manifest); "
+                            "rerun python -m flows prepare")
+    tr, he = load_arrays(d / "train.npz"), load_arrays(d / "heldout.npz")
+    source = [tr["a"], tr["ya"], he["a"], he["ya"]] if "a" in tr else []
+    train_c, held_c = inputs_of(tr), inputs_of(he)
+    h = content_hash(tr["x"], tr["y"], he["x"], he["y"], *source)
+    inputs_ok = (content_hash(*input_arrays(train_c, held_c)) == manifest["inputs_hash"]
+                 if "inputs_hash" in manifest else not train_c)
+    if h != manifest.get("content_hash") or not inputs_ok:
+        raise DataError(f"prepared data in {d} does not match its manifest (content hash differs): a file was "
+                        "changed or damaged; rerun python -m flows prepare")
+    return Prepared(tr["x"], tr["y"], he["x"], he["y"], manifest, *source, train_c=train_c, held_c=held_c)
+
+
+INPUT_PREFIX = "c_"  # per-sample inputs are stored in train.npz / heldout.npz as c_<name>
+
+
+def inputs_of(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k[len(INPUT_PREFIX):]: v for k, v in arrays.items() if k.startswith(INPUT_PREFIX)}
+
+
+def input_arrays(train_c: dict[str, np.ndarray], held_c: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The per-sample inputs in the order the manifest's ``inputs_hash`` takes them.  They are
+    derived from the images (or brought beside them), so the data set's ``content_hash``, which
+    names the data in MLflow and the registry, stays that of the images and labels."""
+    return [a for k in sorted(train_c) for a in (train_c[k], held_c.get(k, np.zeros(0, np.float32)))]
+
+
+def selection_record(layout: Layout, variant: str) -> dict[str, Any]:
+    """The variant's selection record (select's ``selection.json``), whose ``best_sha256`` names
+    the selected checkpoint; MissingInputError naming the command to run when there is none."""
+    path = layout.selected_dir(variant) / "selection.json"
+    try:
+        record = json.loads(path.read_text())
+        record["best_sha256"]
+    except FileNotFoundError:
+        raise MissingInputError(f"{path} not found: the variant has no selected checkpoint yet; run "
+                                f"python -m flows select --variant {variant} first (or python -m flows run)") from None
+    except (ValueError, KeyError, TypeError):
+        raise MissingInputError(f"{path} is corrupt; rerun: python -m flows select --variant {variant}") from None
+    return record
+
+
+def load_selected(layout: Layout, variant: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The selected checkpoint (hash-verified against the selection record) and that record."""
+    from gan_models.checkpoint import load_checkpoint
+
+    record = selection_record(layout, variant)
+    return load_checkpoint(layout.best_checkpoint(variant), record["best_sha256"]), record
