@@ -73,7 +73,7 @@ def run_one(dataset: str, variant: str, seed: int, steps: int, batch_size: int, 
 
     torch.set_num_threads(1)
     from gan_models import data as D
-from gan_models.data import mixtures as D_mixtures
+    from gan_models.data import mixtures as D_mixtures
     from gan_models import metrics as M
     from gan_models import variants as V
     from gan_models.training import Trainer, sample
@@ -146,7 +146,7 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from gan_models import data as D
+    from gan_models.data import mixtures as D_mixtures
 
     datasets = [d for d in ("ring", "grid") if any(r["dataset"] == d for r in rows)]
     variants = [v for v in VARIANTS if any(r["variant"] == v for r in rows)]

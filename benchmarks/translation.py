@@ -202,9 +202,8 @@ def ceiling(epochs: int = 4) -> str:
     from scipy import ndimage
 
     sys.path.insert(0, str(ROOT))
-    from gan_models import data as D
-from gan_models.data import embedded as D_embedded
-from gan_models.data import translation as D_translation
+    from gan_models.data import embedded as D_embedded
+    from gan_models.data import translation as D_translation
     from gan_models.features.classifier import features_and_logits, train_classifier
 
     torch.set_num_threads(os.cpu_count() or 1)
