@@ -148,7 +148,7 @@ def _load_one(name: str, target: str, origin: str, dist: tuple[str | None, str |
                      if n not in before[kind] and reg.entry(n).source == name)
     if not provides:
         raise PluginError(f"plugin {name!r} ({origin}: {target}) registered no component; a plugin registers "
-                          "at import time (see gan_models/plugins.py and the README's Plugins section)")
+                          "at import time (see gan_models/plugins.py and docs/how-to/plugins.md)")
     # The whole top-level package is the plugin's code, whichever of its modules the target names.
     root, files = _source_files(sys.modules.get(module_name.split(".")[0], module))
     distribution, version = dist if dist is not None else _distribution(module_name)

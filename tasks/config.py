@@ -30,21 +30,28 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
+def _(default: Any = ..., description: str = "", **constraints: Any) -> Any:
+    """A setting: its default, what it means (the settings reference is generated from these)."""
+    return Field(default, description=description, **constraints)
+
+
 class PrepareConfig(_Section):
-    dataset: str = "mnist_subset"  # a name from `python -m flows datasets`
-    root: str | None = None  # folder of a torchvision data set or of your images; None: not needed
-    download: bool = False  # torchvision only: download into root when missing (needs internet)
-    image_size: int | None = Field(None, ge=4, le=1024)  # resize images to this square size; None: native
-    channels: Literal[1, 3] | None = None  # folder data: 1 grey, 3 RGB; None: detect
-    n_points: int = Field(20000, ge=100)  # 2D mixtures: samples drawn; stacked_mnist: stacked images made
-    heldout_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # share of samples held out for selection
-    max_samples: int | None = Field(None, ge=2)  # keep only the first N (after shuffling); None: all
-    classifier_epochs: int = Field(8, ge=1)  # epochs of the feature classifier (labelled images)
-    extractor: str = "auto"  # features for image metrics: classifier, inception, pixels or a plugin's;
-    #   auto: the classifier for labelled data, else pixels
-    inception_weights: str | None = None  # path of pt_inception-2015-12-05-6726825d.pth; None: torch hub cache
-    inception_url: str | None = None  # download the weights from here when missing (needs internet)
-    inputs: str | None = None  # folder only: CSV (file,name,...) or .npy of per-image inputs to condition on
+    """Stage 1: the data set, its split, the feature classifier and the features for image metrics."""
+
+    dataset: str = _("mnist_subset", "a name from `python -m flows datasets`")
+    root: str | None = _(None, "folder of a torchvision data set or of your images; null: not needed")
+    download: bool = _(False, "torchvision only: download into root when missing (needs internet)")
+    image_size: int | None = _(None, "resize images to this square size; null: native", ge=4, le=1024)
+    channels: Literal[1, 3] | None = _(None, "folder data: 1 grey, 3 RGB; null: detect")
+    n_points: int = _(20000, "2D mixtures: samples drawn; stacked_mnist: stacked images made", ge=100)
+    heldout_fraction: float = _(0.1, "share of samples held out for selection", gt=0.0, lt=1.0)
+    max_samples: int | None = _(None, "keep only the first N (after shuffling); null: all", ge=2)
+    classifier_epochs: int = _(8, "epochs of the feature classifier (labelled images)", ge=1)
+    extractor: str = _("auto", "features for image metrics: classifier, inception, pixels or a plugin's; auto: the "
+                               "classifier for labelled data, else pixels")
+    inception_weights: str | None = _(None, "path of pt_inception-2015-12-05-6726825d.pth; null: torch hub's cache")
+    inception_url: str | None = _(None, "download the Inception weights from here when missing (needs internet)")
+    inputs: str | None = _(None, "folder only: CSV (file,name,...) or .npy of per-image inputs to condition on")
 
     @field_validator("dataset")
     @classmethod
@@ -64,14 +71,19 @@ class PrepareConfig(_Section):
 
 
 class TrainConfig(_Section):
-    steps: int = Field(2000, ge=1)  # generator updates per variant (a variant may override)
-    batch_size: int = Field(64, ge=1)  # D's inputs per step: real and fake samples (PacGAN: packs of tricks.pack)
-    checkpoint_every: int = Field(500, ge=1)  # steps between checkpoints (the last step is always saved)
-    log_every: int = Field(10, ge=1)  # steps between logged statistics (D(x), D(G(z)), grad norms, ...)
-    parallel: int = Field(1, ge=1)  # variants trained at once by `flows run` (CPU threads are shared)
-    threads: int | None = Field(None, ge=1)  # CPU threads per stage; None: cores // parallel
-    device: str = "cpu"  # cpu, cuda, cuda:1, ... or auto (cuda when available)
-    variants: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"mlp": {}, "dcgan": {}})
+    """Stage 2: how every variant trains; ``variants`` names them."""
+
+    steps: int = _(2000, "generator updates per variant (a variant may override: train.variants.<name>.steps)", ge=1)
+    batch_size: int = _(64, "D's inputs per step: real and fake samples (PacGAN: packs of tricks.pack)", ge=1)
+    checkpoint_every: int = _(500, "steps between checkpoints (the last step is always saved)", ge=1)
+    log_every: int = _(10, "steps between logged statistics (D(x), D(G(z)), gradient norms, ...)", ge=1)
+    parallel: int = _(1, "variants trained at once by `flows run` (CPU threads are shared)", ge=1)
+    threads: int | None = _(None, "CPU threads per stage; null: cores // parallel", ge=1)
+    device: str = _("cpu", "cpu, cuda, cuda:1, ... or auto (cuda when available)")
+    variants: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {"mlp": {}, "dcgan": {}},
+        description="the variants to train, by name: a preset's name (`python -m flows variants`), or any name "
+                    "with `preset:`; the value overrides parts of the preset (train.variants.<name>.KEY)")
 
     @field_validator("variants", mode="before")
     @classmethod
@@ -82,31 +94,36 @@ class TrainConfig(_Section):
 
 
 class SelectConfig(_Section):
-    n_samples: int = Field(1000, ge=10)  # generated samples per candidate checkpoint
-    # auto: fid for images, modes for 2D points; translation: l1 to the ground truth when held-out
-    # inputs have it (paired data, the embedded unpaired set), else fid to the target domain.
-    # l1 / ssim / psnr need that ground truth.
-    metric: Literal["auto", "fid", "modes", "l1", "ssim", "psnr"] = "auto"
-    seed: int = 1234  # noise seed, the same for every candidate
+    """Stage 3: the best checkpoint of each variant by a held-out score."""
+
+    n_samples: int = _(1000, "generated samples per candidate checkpoint", ge=10)
+    metric: Literal["auto", "fid", "modes", "l1", "ssim", "psnr"] = _(
+        "auto", "auto: fid for images, modes for 2D points; translation: l1 to the ground truth when held-out "
+                "inputs have it (paired data, the embedded unpaired set), else fid to the target domain; l1 / ssim / "
+                "psnr need that ground truth")
+    seed: int = _(1234, "noise seed, the same for every candidate")
 
 
 class DiversityConfig(_Section):
-    """Mean pairwise perceptual distance among samples, generated and real (gan_models.perceptual)."""
+    """Mean pairwise perceptual distance among samples, generated and real (gan_models.metrics.diversity)."""
 
-    # auto: clfpips (the classifier, uncalibrated) when the data has a classifier, else none;
-    # alex / vgg: LPIPS with torchvision's backbone from `weights` or torch hub's checkpoints folder
-    net: Literal["auto", "classifier", "alex", "vgg", "none"] = "auto"
-    weights: str | None = None  # alex / vgg: path of alexnet-owt-7be5be79.pth / vgg16-397923af.pth
-    n_pairs: int = Field(2000, ge=10)  # random pairs (per class too, for conditional variants)
+    net: Literal["auto", "classifier", "alex", "vgg", "none"] = _(
+        "auto", "auto: clfpips (the classifier, uncalibrated) when the data has a classifier, else none; alex / vgg: "
+                "LPIPS with torchvision's backbone from `weights` or torch hub's checkpoints folder")
+    weights: str | None = _(None, "alex / vgg: path of alexnet-owt-7be5be79.pth / vgg16-397923af.pth")
+    n_pairs: int = _(2000, "random pairs (per class too, for conditional variants)", ge=10)
 
 
 class EvaluateConfig(_Section):
-    n_samples: int = Field(5000, ge=10)  # generated samples for the final metrics
-    is_splits: int = Field(10, ge=1)  # Inception-score splits
-    seed: int = 4321
-    # Feature-set metrics beside FID/IS (`python -m flows variants` lists them; plugins add more)
-    metrics: list[str] = ["kid", "precision_recall", "density_coverage"]
-    diversity: DiversityConfig = DiversityConfig()
+    """Stage 4: the final metrics of each variant's selected checkpoint."""
+
+    n_samples: int = _(5000, "generated samples for the final metrics", ge=10)
+    is_splits: int = _(10, "Inception-score splits", ge=1)
+    seed: int = _(4321, "noise seed of the samples")
+    metrics: list[str] = _(["kid", "precision_recall", "density_coverage"],
+                           "feature-set metrics beside FID/IS (`python -m flows variants` lists them; plugins add "
+                           "more)")
+    diversity: DiversityConfig = _(DiversityConfig(), "the diversity score's distance (evaluate.diversity.*)")
 
     @field_validator("metrics")
     @classmethod
@@ -122,35 +139,40 @@ class EvaluateConfig(_Section):
 
 
 class ExportConfig(_Section):
-    grid_size: int = Field(64, ge=1)  # images in grid.png (fixed noise)
-    n_images: int = Field(16, ge=0)  # single PNGs
-    n_array: int = Field(1000, ge=1)  # samples in samples.npz
-    interpolation_steps: int = Field(10, ge=2)  # frames of the latent walk
-    seed: int = 2024
+    """Stage 5: sample grids, single images, arrays and latent walks."""
+
+    grid_size: int = _(64, "images in grid.png (fixed noise)", ge=1)
+    n_images: int = _(16, "single PNGs", ge=0)
+    n_array: int = _(1000, "samples in samples.npz", ge=1)
+    interpolation_steps: int = _(10, "frames of the latent walk", ge=2)
+    seed: int = _(2024, "noise seed of the exported samples")
 
 
 class TrackingConfig(_Section):
-    experiment: str = "gan-pipeline"  # MLflow experiment name
-    uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db
-    enabled: bool = True  # log to MLflow from `flows run`
-    system_metrics: bool = True  # log CPU, memory (and GPU) use during training as system/* metrics
-    system_metrics_interval: float = Field(10.0, gt=0)  # seconds between samples
-    # The best generator of every pipeline run is registered under this name, with the alias
-    # `champion` moved to it when it beats the champion on the selection metric; null: no registry.
-    registered_model: str | None = "gan-generator"
+    """MLflow: where `flows run` logs, and the model registry."""
+
+    experiment: str = _("gan-pipeline", "MLflow experiment name")
+    uri: str | None = _(None, "null: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db")
+    enabled: bool = _(True, "log to MLflow from `flows run`")
+    system_metrics: bool = _(True, "log CPU, memory (and GPU) use during training as system/* metrics")
+    system_metrics_interval: float = _(10.0, "seconds between system-metrics samples", gt=0)
+    registered_model: str | None = _(
+        "gan-generator", "the best generator of every pipeline run is registered under this name, with the alias "
+                         "`champion` moved to it when it beats the champion on the selection metric; null: no registry")
 
 
 class Params(_Section):
-    seed: int = 0  # seeds weights, data order and noise of every variant
-    prepare: PrepareConfig = PrepareConfig()
-    train: TrainConfig = TrainConfig()
-    select: SelectConfig = SelectConfig()
-    evaluate: EvaluateConfig = EvaluateConfig()
-    export: ExportConfig = ExportConfig()
-    tracking: TrackingConfig = TrackingConfig()
-    # Modules that register your own components (gan_models.plugins); installed packages with a
-    # `gan_pipeline.plugins` entry point are loaded without being listed.
-    plugins: list[str] = []
+    """params.yaml: one section per stage, tracking, and the plugins to load."""
+
+    seed: int = _(0, "seeds weights, data order and noise of every variant")
+    prepare: PrepareConfig = _(PrepareConfig(), "stage 1")
+    train: TrainConfig = _(TrainConfig(), "stage 2")
+    select: SelectConfig = _(SelectConfig(), "stage 3")
+    evaluate: EvaluateConfig = _(EvaluateConfig(), "stage 4")
+    export: ExportConfig = _(ExportConfig(), "stage 5")
+    tracking: TrackingConfig = _(TrackingConfig(), "MLflow")
+    plugins: list[str] = _([], "modules that register your own components (gan_models.plugins); installed packages "
+                               "with a `gan_pipeline.plugins` entry point are loaded without being listed")
     # The folder `plugins:` modules are imported from (the params file's), kept so that a worker
     # process, which gets these settings by pickle, loads the same plugins (``ensure_plugins``).
     _plugin_folder: str | None = PrivateAttr(None)

@@ -31,17 +31,17 @@ def test_bce_objectives_match_log_formulas():
 
 
 def test_hinge_lsgan_wgan_closed_forms():
+    # Worked by hand on r = (2, -1, 0.5), f = (-3, 0, 1.5): mean r = 0.5, mean f = -0.5.
     r, f = _logits()
-    h = L.HingeLoss()
-    assert h.d_objective(r, f).item() == pytest.approx(((0 + 2 + 0.5) / 3) + ((0 + 1 + 2.5) / 3), rel=1e-6)
-    assert h.g_objective(f).item() == pytest.approx(-(-3 + 0 + 1.5) / 3, rel=1e-6)
-    ls = L.LSGANLoss()
-    d_ref = 0.5 * (((r - 1) ** 2).mean() + (f ** 2).mean())
-    assert ls.d_objective(r, f).item() == pytest.approx(d_ref.item(), rel=1e-6)
-    assert ls.g_objective(f).item() == pytest.approx((0.5 * ((f - 1) ** 2).mean()).item(), rel=1e-6)
+    h = L.HingeLoss()  # relu(1 - r) = (0, 2, 0.5), relu(1 + f) = (0, 1, 2.5)
+    assert h.d_objective(r, f).item() == pytest.approx(2.5 / 3 + 3.5 / 3, rel=1e-6)
+    assert h.g_objective(f).item() == pytest.approx(0.5, rel=1e-6)  # -mean f
+    ls = L.LSGANLoss()  # (r - 1)^2 = (1, 4, 0.25), f^2 = (9, 0, 2.25), (f - 1)^2 = (16, 1, 0.25)
+    assert ls.d_objective(r, f).item() == pytest.approx(0.5 * (5.25 / 3 + 11.25 / 3), rel=1e-6)  # 2.75
+    assert ls.g_objective(f).item() == pytest.approx(0.5 * 17.25 / 3, rel=1e-6)  # 2.875
     w = L.WassersteinLoss()
-    assert w.d_objective(r, f).item() == pytest.approx((f.mean() - r.mean()).item(), rel=1e-6)
-    assert w.g_objective(f).item() == pytest.approx(-f.mean().item(), rel=1e-6)
+    assert w.d_objective(r, f).item() == pytest.approx(-1.0, rel=1e-6)  # mean f - mean r
+    assert w.g_objective(f).item() == pytest.approx(0.5, rel=1e-6)  # -mean f
 
 
 def test_gradient_penalty_matches_hand_computed_gradient():

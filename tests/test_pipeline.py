@@ -32,6 +32,8 @@ def test_flow_run_tracks_in_mlflow_and_agrees_with_dvc(tmp_path, isolated_stores
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert "Pipeline finished." in proc.stdout
     assert "DVC: recorded in dvc.lock" in proc.stdout
+    assert "Model registry: gan-generator v1 registered" in proc.stdout  # a model was logged ...
+    assert "type hints" not in proc.stderr  # ... without MLflow asking for predict()'s type hints
 
     # Files of every stage, for both variants.
     for v in ("mlp", "dcgan"):

@@ -191,7 +191,7 @@ class GANLoss:
                 loss = loss + t.aux_weight * aux
         if t.perceptual_weight:
             if self.perceptual_net is None:
-                raise ValueError("tricks.perceptual_weight > 0 needs a feature network (loss.perceptual_net)")
+                raise ValueError("tricks.perceptual_weight > 0 needs a feature network (made from tricks.perceptual_net)")
             with torch.no_grad():
                 real_feats = self.perceptual_net(b.real)
             # ||E phi(x) - E phi(G(z))||^2 on a fixed network (perceptual feature matching)

@@ -10,17 +10,9 @@ Input: noise, shape (n, z_dim) (a DataFrame or array), plus ``params={"labels": 
 conditional generator.  Output: float32 images (n, C, H, W) in [-1, 1], or points (n, 2).
 """
 
-from __future__ import annotations
-
-import warnings
-
 import mlflow
 import numpy as np
 from mlflow.pyfunc import PythonModel
-
-# predict() takes plain arrays on purpose (the signature says their shapes); MLflow would
-# otherwise suggest type hints each time this file is loaded.
-warnings.filterwarnings("ignore", message=r"(?s).*Add type hints to the `predict` method", category=UserWarning)
 
 
 class GeneratorModel(PythonModel):
@@ -36,7 +28,9 @@ class GeneratorModel(PythonModel):
         self.G, self.z_dim = generator_from_checkpoint(load_checkpoint(context.artifacts["checkpoint"]))
         self.G.eval()
 
-    def predict(self, context, model_input, params=None):
+    # np.ndarray: MLflow infers no schema from this hint (the logged signature gives the shapes) and
+    # no longer asks for type hints each time the model is logged or loaded.
+    def predict(self, context, model_input: np.ndarray, params=None):
         import torch
 
         from gan_models.networks import conditioning as cond

@@ -35,7 +35,6 @@ def log_generator_model(tracker: "Tracker", run_id: str, checkpoint: Path, ckpt:
     "Logged models"): a pyfunc model from code (tasks/reporting/mlflow_generator.py) with a signature
     (noise (n, z_dim) float32 -> samples, optional ``labels`` param) and an input example, and
     the source of every plugin it may need.  Returns (model URI, model id)."""
-    import warnings
     from importlib.metadata import version
 
     import mlflow
@@ -66,9 +65,7 @@ def log_generator_model(tracker: "Tracker", run_id: str, checkpoint: Path, ckpt:
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(tracker.uri)  # Model.log resolves the store from the global setting
     try:
-        with warnings.catch_warnings(), _quiet("mlflow.pyfunc", "mlflow.models"):
-            # predict() takes plain arrays on purpose; MLflow suggests type hints for its validation
-            warnings.filterwarnings("ignore", message=r"(?s).*type hints", category=UserWarning)
+        with _quiet("mlflow.pyfunc", "mlflow.models"):
             info = Model.log(
                 artifact_path=None, name="generator", flavor=mlflow.pyfunc, run_id=run_id, model_id=model.model_id,
                 python_model=str(here / "mlflow_generator.py"), artifacts={"checkpoint": str(checkpoint)},
