@@ -97,7 +97,7 @@ def pipeline_wall(n_variants: int, parallel: int, steps: int) -> float:
                                          for p in presets}})
     params["select"]["n_samples"] = 500
     params["evaluate"]["n_samples"] = 1000
-    params["prepare"]["classifier_epochs"] = 1
+    params["prepare"]["classifier_samples"] = 4000
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "params.yaml").write_text(yaml.safe_dump(params))

@@ -54,7 +54,7 @@ METRICS = [("L1", "l1", ".4f"), ("PSNR (dB)", "psnr", ".2f"), ("SSIM", "ssim", "
 def params_for(dataset: str, variant: str, steps: int, batch_size: int, quick: bool) -> dict:
     return {
         "seed": 0,
-        "prepare": {"dataset": dataset, **({"max_samples": 600, "classifier_epochs": 1} if quick else {})},
+        "prepare": {"dataset": dataset, **({"max_samples": 600, "classifier_samples": 1000} if quick else {})},
         "train": {"steps": steps, "batch_size": batch_size, "checkpoint_every": max(1, steps // 6), "log_every": 20,
                   "variants": {variant: {}}},
         "select": {"n_samples": 500},
@@ -218,7 +218,7 @@ def ceiling(epochs: int = 4) -> str:
     lines = [f"SmallCNN trained {epochs} epochs on 4,500 images of each version, accuracy on the other 500:", "",
              "| version | held-out accuracy | share of pixels > 127 |", "|---|---|---|"]
     for name, x in versions.items():
-        model = train_classifier(x[train], raw.y[train], 10, epochs=epochs)
+        model = train_classifier(x[train], raw.y[train], 10, samples=epochs * len(train))
         _, logits = features_and_logits(model, x[held])
         lines.append(f"| {name} | {(logits.argmax(1) == raw.y[held]).mean():.1%} | {(x > 127).mean():.3f} |")
     return "\n".join(lines)

@@ -30,6 +30,7 @@ from tasks import train as _train
 from tasks.config import Params, ensure_plugins
 from tasks.layout import Layout
 from tasks.reporting.tracking import Tracker
+from tasks.runtime import resolve_device
 from tasks.select import checkpoint_grids
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,8 @@ def select_task(params: Params, variant: str, tracker: Tracker | None, layout: L
             tracker.log_artifact(variant, d / name, "selection")
         if not tracker.offline:
             try:
-                grids = checkpoint_grids(layout, variant, seed=params.export.seed)
+                grids = checkpoint_grids(layout, variant, seed=params.export.seed,
+                                         device=resolve_device(params.device))
             except Exception as e:  # a view of the checkpoints: it never fails the selection made
                 log.warning("select %s: sample grids of the checkpoints not logged: %s: %s", variant,
                             type(e).__name__, e)

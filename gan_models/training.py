@@ -18,6 +18,7 @@ gradient of the whole batch.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from typing import Any, Callable
@@ -32,6 +33,8 @@ from .networks.conditioning import balanced_labels
 from .variants import GAN, memory_format
 
 LogFn = Callable[[int, dict[str, float]], None]
+# Mixed precision (train.amp): the autocast dtype of each setting.
+AMP = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 CheckpointFn = Callable[[int, dict[str, Any]], None]
 
 
@@ -95,11 +98,15 @@ class Trainer:
 
     def __init__(self, gan: GAN, data: torch.Tensor, *, batch_size: int, seed: int,
                  device: str | torch.device = "cpu", conditions: torch.Tensor | None = None,
-                 source: torch.Tensor | None = None):
-        """``data``: the training images (the target domain of a translation variant);
+                 source: torch.Tensor | None = None, amp: str = "off"):
+        """``data``: the training images (the target domain of a translation variant), a tensor
+        (possibly over a memory-mapped array: batches are gathered from it as they are drawn);
         ``conditions``: what a conditional G is given per sample: class labels (N,), or for a
         multi-input variant the (N, columns) rows of ``conditioning.table``;
-        ``source``: a translation variant's input images (paired: source[i] belongs to data[i])."""
+        ``source``: a translation variant's input images (paired: source[i] belongs to data[i]);
+        ``amp``: mixed precision, off | bf16 | fp16 (``AMP``)."""
+        if amp not in AMP:
+            raise ValueError(f"train.amp must be one of {', '.join(AMP)}, got {amp!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if data.shape[0] < batch_size:
@@ -152,6 +159,15 @@ class Trainer:
         self.lr_decay = float(gan.spec.lr_decay)
         self.base_lr = [[g["lr"] for g in opt.param_groups] for opt in (self.opt_g, self.opt_d)]
         self.rng = torch.Generator().manual_seed(seed)  # data order and noise
+        # Mixed precision: the loss's forward and backward under autocast in ``amp``'s dtype; fp16
+        # with a gradient scaler per network (each updated after its own optimizer's step, as the
+        # critic may step several times per G step).  A step whose gradients are not finite is
+        # skipped (fp16: by the scaler; bf16: here) and counted.
+        self.amp = amp
+        self.scalers = ({phase: torch.amp.GradScaler(self.device.type) for phase in ("D", "G")}
+                        if amp == "fp16" else None)
+        self._scaler = None  # the scaler of the phase in progress (``scale``)
+        self.skipped_steps = 0
         # Fixed probes for the diagnostics, from their own generator so they consume nothing.
         probe = torch.Generator().manual_seed(seed + 1)
         # G's fixed probe input: noise, or (below) input-domain images for a translation variant
@@ -176,6 +192,9 @@ class Trainer:
         loss_state = self.loss.state_dict()
         if loss_state:  # only where a loss keeps state (image pools): other checkpoints are unchanged
             state["loss"] = loss_state
+        if self.amp != "off":  # likewise: a float32 run's checkpoints are what they always were
+            state["amp"] = {"skipped_steps": self.skipped_steps,
+                            "scalers": {k: s.state_dict() for k, s in (self.scalers or {}).items()}}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -186,6 +205,10 @@ class Trainer:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.loss.load_state_dict(state.get("loss", {}))
+        if self.amp != "off" and "amp" in state:
+            self.skipped_steps = int(state["amp"]["skipped_steps"])
+            for k, s in (self.scalers or {}).items():
+                s.load_state_dict(state["amp"]["scalers"][k])
         self.step = int(state["step"])
         self.rng.set_state(state["rng"]["data"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -293,21 +316,19 @@ class Trainer:
         D.requires_grad_(True)
         for i in range(loss.d_steps):
             self.opt_d.zero_grad(set_to_none=True)
-            stats.update(loss.accumulate_gradients("D", G, D, self))  # the last critic step's are kept
+            with self._precision("D"):
+                stats.update(loss.accumulate_gradients("D", G, D, self))  # the last critic step's are kept
             if self.world > 1:
                 _average_gradients(D, self.world)
-            if measure and i == loss.d_steps - 1:
-                stats["grad_norm/D"] = _grad_norm(D)
-            self.opt_d.step()
+            self._optimizer_step(self.opt_d, D, "D", stats if measure and i == loss.d_steps - 1 else None)
             loss.after_step("D", G, D)
         D.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
         self.opt_g.zero_grad(set_to_none=True)
-        stats.update(loss.accumulate_gradients("G", G, D, self))
+        with self._precision("G"):
+            stats.update(loss.accumulate_gradients("G", G, D, self))
         if self.world > 1:
             _average_gradients(G, self.world)
-        if measure:
-            stats["grad_norm/G"] = _grad_norm(G)
-        self.opt_g.step()
+        self._optimizer_step(self.opt_g, G, "G", stats if measure else None)
         loss.after_step("G", G, D)
         if self.G_ema is not None:
             self._update_ema()
@@ -317,10 +338,46 @@ class Trainer:
             return {}
         out = {k: float(v) for k, v in stats.items()}
         out["diversity/fake_over_real"] = self._diversity()
+        if self.amp != "off":  # a skipped step's losses may be inf: the count says so instead
+            out = {k: v for k, v in out.items() if math.isfinite(v)}
+            out["amp/skipped_steps"] = float(self.skipped_steps)
         for k, v in out.items():
             if not math.isfinite(v):
                 raise DivergenceError(self.step, k)
         return out
+
+    def _precision(self, phase: str):
+        """The autocast region of a phase under mixed precision (its scaler for ``scale``)."""
+        if self.amp == "off":
+            return contextlib.nullcontext()
+        self._scaler = self.scalers[phase] if self.scalers else None
+        return torch.autocast(self.device.type, dtype=AMP[self.amp])
+
+    def scale(self, loss: torch.Tensor) -> torch.Tensor:
+        """The loss a phase calls ``backward`` on (``gan_models.losses.backward``): scaled by the
+        phase's gradient scaler under fp16, else as it is."""
+        return self._scaler.scale(loss) if self._scaler is not None else loss
+
+    def _optimizer_step(self, opt: torch.optim.Optimizer, net: nn.Module, phase: str,
+                        stats: dict | None) -> None:
+        """``opt.step()``; under mixed precision only when the gradients are finite (else the step is
+        skipped and counted).  ``stats``: record the gradient norm there (unscaled)."""
+        scaler = self.scalers[phase] if self.scalers else None
+        if scaler is not None:
+            scaler.unscale_(opt)  # true gradients, for the norm and the finiteness check
+        if stats is not None:
+            stats[f"grad_norm/{phase}"] = _grad_norm(net)
+        if scaler is not None:
+            before = scaler.get_scale()
+            scaler.step(opt)  # skips the step when unscale_ found inf / NaN
+            scaler.update()
+            self.skipped_steps += int(scaler.get_scale() < before)
+        elif self.amp != "off" and not all(bool(torch.isfinite(p.grad).all()) for p in net.parameters()
+                                           if p.grad is not None):
+            self.skipped_steps += 1
+        else:
+            opt.step()
+        self._scaler = None
 
     @torch.no_grad()
     def _diversity(self) -> float:
@@ -336,10 +393,10 @@ class Trainer:
             progress: bool = True, desc: str | None = None, position: int | None = None) -> None:
         """Train until ``self.step == steps``, calling ``on_log`` every ``log_every`` steps and
         ``on_checkpoint`` every ``checkpoint_every`` steps and at the end."""
-        from tqdm.auto import tqdm
+        from .progress import progress as progress_bar
 
-        bar = tqdm(total=steps, initial=self.step, desc=desc or self.gan.name, position=position,
-                   disable=not progress, dynamic_ncols=True, mininterval=0.5, leave=True)
+        bar = progress_bar(steps, desc or self.gan.name, "step", enabled=progress, initial=self.step,
+                           position=position)
         try:
             while self.step < steps:
                 self._set_progress(steps)
@@ -347,8 +404,9 @@ class Trainer:
                 stats = self.train_step(measure=measure)
                 bar.update(1)
                 if measure:
-                    bar.set_postfix({"D(x)": f"{stats['D/real']:.2f}", "D(G(z))": f"{stats['D/fake']:.2f}",
-                                     "lossG": f"{stats['loss/G']:.3f}"}, refresh=False)
+                    bar.set_postfix({label: f"{stats[k]:.3f}" for label, k in
+                                     (("D(x)", "D/real"), ("D(G(z))", "D/fake"), ("lossG", "loss/G")) if k in stats},
+                                    refresh=False)
                     if on_log is not None:
                         on_log(self.step, stats)
                 last = self.step == steps
@@ -361,10 +419,11 @@ class Trainer:
 
 
 def sample(G: nn.Module, n: int, z_dim: int, seed: int, batch_size: int = 500,
-           device: str | torch.device = "cpu") -> torch.Tensor:
+           device: str | torch.device | None = None) -> torch.Tensor:
     """``n`` samples from ``G`` in eval mode with noise from ``seed``; float in model range, on CPU.
     A conditional G draws every class equally often, a multi-input one its bank's conditions
-    (``conditioning.conditions_for``)."""
+    (``conditioning.conditions_for``).  The noise is drawn on the CPU whatever the device, so a
+    seed means the same noise everywhere."""
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(n, z_dim, generator=gen)
     return generate(G, z, conditioning.conditions_for(G, n), batch_size=batch_size, device=device)
@@ -372,7 +431,10 @@ def sample(G: nn.Module, n: int, z_dim: int, seed: int, batch_size: int = 500,
 
 @torch.no_grad()
 def generate(G: nn.Module, z: torch.Tensor, y: torch.Tensor | None = None, batch_size: int = 500,
-             device: str | torch.device = "cpu") -> torch.Tensor:
+             device: str | torch.device | None = None) -> torch.Tensor:
+    """``G``'s outputs for inputs ``z`` (and conditions ``y``), batch by batch on ``device`` (default:
+    where G's weights are), back on the CPU."""
+    device = device if device is not None else next(G.parameters()).device
     was_training = G.training
     G.eval()
     try:

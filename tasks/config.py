@@ -46,10 +46,17 @@ class PrepareConfig(_Section):
     n_points: int = _(20000, "2D mixtures: samples drawn; stacked_mnist: stacked images made", ge=100)
     heldout_fraction: float = _(0.1, "share of samples held out for selection", gt=0.0, lt=1.0)
     max_samples: int | None = _(None, "keep only the first N (after shuffling); null: all", ge=2)
-    classifier_epochs: int = _(8, "epochs of the feature classifier (labelled images)", ge=1)
-    extractor: str = _("auto", "features for image metrics: classifier, inception, pixels or a plugin's; auto: the "
-                               "classifier for labelled data, else pixels")
+    classifier_samples: int = _(36000, "training budget of each feature classifier (labelled images), in samples "
+                                       "seen: as many epochs as fit, the last one partial (36,000: 8 epochs of the "
+                                       "default data's 4,500 training images)", ge=64)
+    extractor: str = _("auto", "features for image metrics: classifier, inception, pixels or a plugin's; auto: "
+                               "inception for RGB images when its weights file is there (prepare.inception_weights), "
+                               "else the classifier for labelled data, else pixels")
     inception_weights: str | None = _(None, "path of pt_inception-2015-12-05-6726825d.pth; null: torch hub's cache")
+    inception_resize: Literal["bilinear", "clean"] = _(
+        "bilinear", "how images reach Inception's 299 x 299: bilinear as pytorch-fid (comparable with published "
+                    "FIDs), or clean: antialiased bicubic as clean-fid recommends (Parmar et al. 2022)")
+    workers: int | None = _(None, "processes decoding a folder's images; null: one per core", ge=1)
     inception_url: str | None = _(None, "download the Inception weights from here when missing (needs internet)")
     inputs: str | None = _(None, "folder only: CSV (file,name,...) or .npy of per-image inputs to condition on")
 
@@ -79,11 +86,18 @@ class TrainConfig(_Section):
     log_every: int = _(10, "steps between logged statistics (D(x), D(G(z)), gradient norms, ...)", ge=1)
     parallel: int = _(1, "variants trained at once by `flows run` (CPU threads are shared)", ge=1)
     threads: int | None = _(None, "CPU threads per stage; null: cores // parallel", ge=1)
-    device: str = _("cpu", "cpu, cuda, cuda:1, ... or auto (cuda when available)")
+    amp: Literal["off", "bf16", "fp16"] = _(
+        "off", "mixed precision for training: bf16 or fp16 (with a gradient scaler); a step whose gradients are not "
+               "finite is skipped and counted (train/amp_skipped_steps); metrics are always computed in float32")
     variants: dict[str, dict[str, Any]] = Field(
         default_factory=lambda: {"mlp": {}, "dcgan": {}},
         description="the variants to train, by name: a preset's name (`python -m flows variants`), or any name "
                     "with `preset:`; the value overrides parts of the preset (train.variants.<name>.KEY)")
+
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _off(cls, v: Any) -> Any:
+        return "off" if v is False else v  # YAML reads a bare `off` as false
 
     @field_validator("variants", mode="before")
     @classmethod
@@ -165,6 +179,8 @@ class Params(_Section):
     """params.yaml: one section per stage, tracking, and the plugins to load."""
 
     seed: int = _(0, "seeds weights, data order and noise of every variant")
+    device: str = _("auto", "where every stage runs its networks: cpu, cuda, cuda:N, or auto (cuda when available); "
+                            "arrays written to disk stay CPU numpy")
     prepare: PrepareConfig = _(PrepareConfig(), "stage 1")
     train: TrainConfig = _(TrainConfig(), "stage 2")
     select: SelectConfig = _(SelectConfig(), "stage 3")
@@ -199,6 +215,20 @@ class Params(_Section):
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())
+
+
+# Settings that moved, and where to: a file that still uses the old key gets one message naming the
+# new one (exit 2) rather than "unknown key".
+MOVED = {"train.device": ("device", "the device now places every stage, not only training"),
+         "prepare.classifier_epochs": ("prepare.classifier_samples",
+                                       "the classifiers' budget is in samples seen: epochs x training images")}
+
+
+def _moved(doc: dict[str, Any]) -> None:
+    for old, (new, why) in MOVED.items():
+        section, _, key = old.partition(".")
+        if isinstance(doc.get(section), dict) and key in doc[section]:
+            raise ConfigError(f"{old} has moved: set {new} instead ({why})")
 
 
 def _format_validation(e: ValidationError) -> str:
@@ -262,6 +292,7 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = 
     if not isinstance(doc, dict):
         raise ConfigError(f"{path} must hold a mapping of sections (prepare, train, ...), got {type(doc).__name__}")
     doc = apply_overrides(doc, overrides or [])
+    _moved(doc)
     import_plugins(doc.get("plugins"), path)
     try:
         params = Params.model_validate(doc)
@@ -327,7 +358,7 @@ def _check_images(root: Path) -> int:
 def check_inputs(params: Params) -> None:
     """What can be known before any work: the device exists, data folders and weight files exist,
     the training split is at least one batch."""
-    _check_device(params.train.device)
+    _check_device(params.device)
     div = params.evaluate.diversity
     if div.net in ("alex", "vgg"):
         from gan_models.features.perceptual import BACKBONES, weights_path
@@ -375,16 +406,16 @@ def _check_device(name: str) -> None:
     try:
         dev = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"train.device: {name!r} is not a device; use cpu, auto, cuda or cuda:N") from None
+        raise ConfigError(f"device: {name!r} is not a device; use cpu, auto, cuda or cuda:N") from None
     if name == "auto" or dev.type == "cpu":
         return
     if dev.type != "cuda":
-        raise ConfigError(f"train.device: {name!r} is not supported; use cpu, auto, cuda or cuda:N")
+        raise ConfigError(f"device: {name!r} is not supported; use cpu, auto, cuda or cuda:N")
     if not torch.cuda.is_available():
-        raise ConfigError(f"train.device: {name!r} but this machine has no usable CUDA device; use cpu, or auto "
+        raise ConfigError(f"device: {name!r} but this machine has no usable CUDA device; use cpu, or auto "
                           "(CUDA when available)")
     if dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError(f"train.device: {name!r} but this machine has {torch.cuda.device_count()} CUDA "
+        raise ConfigError(f"device: {name!r} but this machine has {torch.cuda.device_count()} CUDA "
                           f"device(s); use cuda:0 .. cuda:{torch.cuda.device_count() - 1}, or auto")
 
 

@@ -28,7 +28,7 @@ from gan_models.variants import generator_from_checkpoint
 from .config import Params
 from .layout import Layout, MissingInputError, Prepared, load_prepared, load_selected
 from .records import up_to_date, write_record
-from .runtime import configure_threads
+from .runtime import configure_threads, resolve_device
 from .scoring import Scorer, independent_scores
 from .stages import stage_fingerprint
 
@@ -45,8 +45,9 @@ def evaluate(params: Params, variant: str, layout: Layout = Layout()) -> dict[st
     if up_to_date(out, fp.value):
         log.info("evaluate %s: up to date", variant)
         return json.loads(out.read_text())
-    G, z_dim = generator_from_checkpoint(ckpt)
-    scorer = Scorer.load(layout, prep, "train")
+    device = resolve_device(params.device)
+    G, z_dim = generator_from_checkpoint(ckpt, device)
+    scorer = Scorer.load(layout, prep, "train", device)
     psi = getattr(G, "truncation_psi", None)  # a StyleGAN: the metrics at psi = 1, the trade-off beside them
     if psi is not None:
         G.truncation_psi = 1.0
@@ -54,13 +55,14 @@ def evaluate(params: Params, variant: str, layout: Layout = Layout()) -> dict[st
     task = ckpt["data"].get("task")
     n = len(prep.held_a) if task else cfg.n_samples
     scores, fake, labels = scorer.score_generator(G, z_dim, n, cfg.seed, is_splits=cfg.is_splits,
-                                                  extended=tuple(cfg.metrics), task=task)
+                                                  extended=tuple(cfg.metrics), task=task,
+                                                  desc=f"evaluate {variant}: {scorer.extractor_name} features")
     conditional = getattr(G, "n_classes", 0) or cond.is_conditioned(G)
     div, div_info = diversity(params, layout, prep, fake, labels if conditional else None)
     if cond.is_conditioned(G):  # are the requested attributes obeyed? (the label: label_agreement)
         scores.update(attribute_agreement(G, fake))
     scores.update(div)
-    scores.update(independent_scores(layout, prep, fake))  # judged by a classifier no recipe trains against
+    scores.update(independent_scores(layout, prep, fake, device))  # judged by a classifier no recipe trains against
     if psi is not None:
         scores.update(truncation_tradeoff(scorer, G, z_dim, cfg, psi))
     baselines = (prep.translation or {}).get("baselines", {}) if task else {}
@@ -77,10 +79,23 @@ def evaluate(params: Params, variant: str, layout: Layout = Layout()) -> dict[st
               **({"independent_classifier": f"{prep.manifest['independent']['arch']} CNN, seed "
                   f"{prep.manifest['independent']['seed']}, held-out accuracy "
                   f"{prep.manifest['independent']['heldout_accuracy']:.3f}"} if prep.manifest.get("independent") else {}),
-              "selection_metric": selection["metric"], **div_info}
+              "selection_metric": selection["metric"], **div_info, **extractor_facts(prep.manifest)}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_record(out, record, [])
     return json.loads(out.read_text())
+
+
+def extractor_facts(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the metrics depend on besides the samples, beside every value: the feature extractor's
+    held-out accuracy (for a classifier: how much its FID can say), its preprocessing (the resize
+    before Inception), the real reference's size."""
+    info = manifest.get("extractor") or {}
+    out: dict[str, Any] = {}
+    if "heldout_accuracy" in info and info.get("key") in ("classifier", "stacked_digits"):
+        out["extractor_accuracy"] = info["heldout_accuracy"]
+    if info.get("preprocessing"):
+        out["extractor_preprocessing"] = info["preprocessing"]
+    return out
 
 
 def attribute_agreement(G, fake) -> dict[str, float]:
@@ -147,7 +162,7 @@ def diversity(params: Params, layout: Layout, prep: Prepared, fake, fake_labels)
     if net == "none" or prep.info.kind != "image":
         return {}, {}
     try:
-        dist = distance_for(net, layout.prepared, cfg.weights)
+        dist = distance_for(net, layout.prepared, cfg.weights, resolve_device(params.device))
     except FileNotFoundError as e:
         raise MissingInputError(str(e)) from None
     labelled = fake_labels is not None and prep.manifest.get("labelled")

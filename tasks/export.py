@@ -37,7 +37,7 @@ from gan_models.variants import generator_from_checkpoint
 from .config import Params
 from .layout import Layout, load_prepared, load_selected
 from .records import up_to_date, write_record
-from .runtime import configure_threads
+from .runtime import configure_threads, resolve_device
 from .stages import stage_fingerprint
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def export(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
     if up_to_date(out / "export.json", fp.value):
         log.info("export %s: up to date", variant)
         return json.loads((out / "export.json").read_text())
-    G, z_dim = generator_from_checkpoint(ckpt)
+    G, z_dim = generator_from_checkpoint(ckpt, resolve_device(params.device))
     if ckpt["data"].get("task"):  # a translation variant (not any variant on translation data)
         files = _export_translation(G, prep, cfg, out)
         write_record(out / "export.json", {"fingerprint": fp.value, "code": fp.code, "variant": variant,
@@ -136,6 +136,12 @@ TRAVERSAL_VALUES = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)  # the values one nois
 TRAVERSAL_DIMS, TRAVERSAL_BASES, TRAVERSAL_PROBES = 6, 2, 16
 
 
+def _device(G: torch.nn.Module) -> torch.device:
+    """Where ``G`` runs (the configured device): inputs go there, images come back to the CPU
+    (``generate`` does both itself)."""
+    return next(G.parameters()).device
+
+
 @torch.no_grad()
 def noise_traversal(G, z_dim: int, seed: int, space: str = "z") -> tuple[torch.Tensor, dict[str, Any]]:
     """Which noise dimensions move the output most, and a grid that moves them one at a time.
@@ -154,11 +160,12 @@ def noise_traversal(G, z_dim: int, seed: int, space: str = "z") -> tuple[torch.T
     if space == "w":
         def to_w(n):
             z = torch.randn(n, z_dim, generator=gen)
-            return G.mapping_ws(z, conditions_for(G, n), psi=1.0)[:, 0]
+            y = conditions_for(G, n)
+            return G.mapping_ws(z.to(_device(G)), None if y is None else y.to(_device(G)), psi=1.0)[:, 0].cpu()
         cloud = to_w(1000)
         center, scale = cloud.mean(0), cloud.std(0)
         draw = to_w
-        decode = lambda v, y: torch.cat([G.synthesis(c[:, None].expand(-1, G.num_ws, -1))  # noqa: E731
+        decode = lambda v, y: torch.cat([G.synthesis(c[:, None].expand(-1, G.num_ws, -1).to(_device(G))).cpu()  # noqa: E731
                                          for c in v.split(500)])
     else:
         center, scale = torch.zeros(z_dim), torch.ones(z_dim)
@@ -206,16 +213,16 @@ def style_mixing(G, z_dim: int, seed: int) -> tuple[torch.Tensor, int, dict[str,
     everything from 16 px up) from column source c.  Returns (the images,
     row-major with a blank corner, the images per row, the record)."""
     gen = torch.Generator().manual_seed(seed)
-    n = MIXING_SOURCES
+    n, dev = MIXING_SOURCES, _device(G)
     y = conditions_for(G, 2 * n)
-    ws = G.mapping_ws(torch.randn(2 * n, z_dim, generator=gen), y, psi=1.0)
+    ws = G.mapping_ws(torch.randn(2 * n, z_dim, generator=gen).to(dev), None if y is None else y.to(dev), psi=1.0)
     rows_w, cols_w = ws[:n], ws[n:]
     cutoff = G.rgb_rows[1] if len(G.rgb_rows) > 2 else G.num_ws // 2
-    cells = [torch.full((1, *G.synthesis(cols_w[:1]).shape[1:]), -1.0), G.synthesis(cols_w)]
+    cells = [torch.full((1, *G.synthesis(cols_w[:1]).shape[1:]), -1.0), G.synthesis(cols_w).cpu()]
     for r in range(n):
         mixed = cols_w.clone()
         mixed[:, :cutoff] = rows_w[r:r + 1, :cutoff]
-        cells += [G.synthesis(rows_w[r:r + 1]), G.synthesis(mixed)]
+        cells += [G.synthesis(rows_w[r:r + 1]).cpu(), G.synthesis(mixed).cpu()]
     record = {"sources": n, "cutoff_row": int(cutoff), "num_ws": int(G.num_ws),
               "coarse": f"ws rows < {cutoff} (the 4 and 8 px convolutions) from the row source", "fine": "the rest from the column source"}
     return torch.cat(cells), n + 1, record
@@ -225,12 +232,13 @@ def style_mixing(G, z_dim: int, seed: int) -> tuple[torch.Tensor, int, dict[str,
 def truncation_strip(G, z_dim: int, seed: int, rows: int = 6) -> torch.Tensor:
     """A row per fixed noise vector, a column per psi of ``TRUNCATION_STRIP`` (0: the average w)."""
     gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(rows, z_dim, generator=gen)
+    dev = _device(G)
+    z = torch.randn(rows, z_dim, generator=gen).to(dev)
     y = conditions_for(G, rows)
     out = []
     for i in range(rows):
-        yi = None if y is None else y[i:i + 1]
-        out.append(G.synthesis(torch.cat([G.mapping_ws(z[i:i + 1], yi, psi=p) for p in TRUNCATION_STRIP])))
+        yi = None if y is None else y[i:i + 1].to(dev)
+        out.append(G.synthesis(torch.cat([G.mapping_ws(z[i:i + 1], yi, psi=p) for p in TRUNCATION_STRIP])).cpu())
     return torch.cat(out)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from gan_models.data import DataError, DataInfo, content_hash, load_arrays
+from gan_models.data import DataError, DataInfo, content_hash, load_arrays, load_rows
 from gan_models.files import sha256_file
 
 
@@ -80,7 +80,27 @@ class Prepared:
         return self.manifest["content_hash"]
 
 
-def load_prepared(layout: Layout) -> Prepared:
+# The prepared images of each split: .npy files every stage reads memory-mapped (data larger than
+# memory trains); labels and per-sample inputs are in train.npz / heldout.npz.
+ARRAY_FILES = {"train": "train_x.npy", "heldout": "heldout_x.npy"}
+# Prepared data this process has verified, by the identity of its files (path, size, mtime,
+# inode): the hashes of gigabytes are read once per process, not once per stage.  Files against
+# the manifest's SHA-256; arrays against its content hash.
+_FILES_OK: set[tuple] = set()
+_VERIFIED: set[tuple] = set()
+
+
+def _identity(d: Path, names: list[str]) -> tuple:
+    out = []
+    for name in names:
+        s = (d / name).stat()
+        out.append((str((d / name).resolve()), s.st_size, s.st_mtime_ns, s.st_ino))
+    return tuple(out)
+
+
+def read_manifest(layout: Layout) -> dict[str, Any]:
+    """The prepare stage's manifest, after checking every file it lists against its SHA-256 (once
+    per process for unchanged files)."""
     d = layout.prepared
     manifest_path = d / "manifest.json"
     if not manifest_path.exists():
@@ -89,23 +109,38 @@ def load_prepared(layout: Layout) -> Prepared:
         manifest = json.loads(manifest_path.read_text())
     except ValueError as e:
         raise DataError(f"{manifest_path} is corrupt ({e}); rerun python -m flows prepare") from e
-    for rel, expected in manifest.get("outputs", {}).items():
-        f = d / rel
-        if not f.exists():
-            raise DataError(f"{f} is missing from the prepared data; rerun python -m flows prepare")
-        if sha256_file(f) != expected:
-            raise DataError(f"{f} is corrupt or was changed (SHA-256 differs from the manifest); "
-                            "rerun python -m flows prepare")
+    outputs = manifest.get("outputs", {})
+    for rel in outputs:
+        if not (d / rel).exists():
+            raise DataError(f"{d / rel} is missing from the prepared data; rerun python -m flows prepare")
+    key = _identity(d, ["manifest.json", *outputs])
+    if key not in _FILES_OK:
+        for rel, expected in outputs.items():
+            if sha256_file(d / rel) != expected:
+                raise DataError(f"{d / rel} is corrupt or was changed (SHA-256 differs from the manifest); "
+                                "rerun python -m flows prepare")
+        _FILES_OK.add(key)
+    return manifest
+
+
+def load_prepared(layout: Layout) -> Prepared:
+    """The prepared data, verified against its manifest; the images memory-mapped."""
+    d = layout.prepared
+    manifest = read_manifest(layout)
+    key = _identity(d, ["manifest.json", *manifest.get("outputs", {})])
     tr, he = load_arrays(d / "train.npz"), load_arrays(d / "heldout.npz")
+    tx, hx = load_rows(d / ARRAY_FILES["train"]), load_rows(d / ARRAY_FILES["heldout"])
     source = [tr["a"], tr["ya"], he["a"], he["ya"]] if "a" in tr else []
     train_c, held_c = inputs_of(tr), inputs_of(he)
-    h = content_hash(tr["x"], tr["y"], he["x"], he["y"], *source)
-    inputs_ok = (content_hash(*input_arrays(train_c, held_c)) == manifest["inputs_hash"]
-                 if "inputs_hash" in manifest else not train_c)
-    if h != manifest.get("content_hash") or not inputs_ok:
-        raise DataError(f"prepared data in {d} does not match its manifest (content hash differs): a file was "
-                        "changed or damaged; rerun python -m flows prepare")
-    return Prepared(tr["x"], tr["y"], he["x"], he["y"], manifest, *source, train_c=train_c, held_c=held_c)
+    if key not in _VERIFIED:
+        h = content_hash(tx, tr["y"], hx, he["y"], *source)
+        inputs_ok = (content_hash(*input_arrays(train_c, held_c)) == manifest["inputs_hash"]
+                     if "inputs_hash" in manifest else not train_c)
+        if h != manifest.get("content_hash") or not inputs_ok:
+            raise DataError(f"prepared data in {d} does not match its manifest (content hash differs): a file was "
+                            "changed or damaged; rerun python -m flows prepare")
+        _VERIFIED.add(key)
+    return Prepared(tx, tr["y"], hx, he["y"], manifest, *source, train_c=train_c, held_c=held_c)
 
 
 INPUT_PREFIX = "c_"  # per-sample inputs are stored in train.npz / heldout.npz as c_<name>

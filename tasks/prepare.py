@@ -8,7 +8,9 @@ The folder is built aside and swapped in whole, so a failed run leaves the previ
 
 from __future__ import annotations
 
+import inspect
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,16 +18,17 @@ from typing import Any
 import numpy as np
 
 from gan_models import metrics as M
-from gan_models.data import DATASETS, DataError, content_hash, resize_images, save_arrays, split_indices, value_range
+from gan_models.data import (DATASETS, DataError, content_hash, resize_images, save_arrays, split_indices, value_range,
+                             write_rows)
 from gan_models.data.attributes import ATTRIBUTES
 from gan_models.data.attributes import measure as measure_attributes
-from gan_models.features import EXTRACTORS
+from gan_models.features import make as make_extractor
 from gan_models.features import classifier as C
 
 from .config import Params
-from .layout import INPUT_PREFIX, Layout, input_arrays
+from .layout import ARRAY_FILES, INPUT_PREFIX, Layout, input_arrays
 from .records import up_to_date, write_record
-from .runtime import configure_threads
+from .runtime import configure_threads, resolve_device
 from .stages import stage_fingerprint
 
 log = logging.getLogger(__name__)
@@ -42,12 +45,30 @@ def prepare(params: Params, layout: Layout = Layout()) -> dict[str, Any]:
     if cfg.inputs is not None and cfg.dataset != "folder":
         raise DataError(f"prepare.inputs ({cfg.inputs}) brings per-image inputs for the folder data set; "
                         f"{cfg.dataset} has none to match them to (set prepare.inputs: null)")
+    # Everything is built in a folder aside and swapped in whole at the end: a failure leaves the
+    # previous prepared data as it was.  Large arrays live there as files, memory-mapped.
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        return _prepare_into(params, layout, fp, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # swapped in on success; on a failure, nothing is left
+
+
+def _prepare_into(params: Params, layout: Layout, fp, tmp: Path) -> dict[str, Any]:
+    cfg = params.prepare
     loader = DATASETS.get(cfg.dataset)
+    extra = {"inputs": cfg.inputs} if cfg.inputs is not None else {}
+    accepted = inspect.signature(loader).parameters
+    for name, value in (("workers", cfg.workers or os.cpu_count() or 1), ("scratch", str(tmp))):
+        if name in accepted:  # the folder loader's: decoding processes, a folder for the decoded images
+            extra[name] = value
     raw = loader(root=cfg.root, download=cfg.download, image_size=cfg.image_size, channels=cfg.channels,
-                 n_points=cfg.n_points, seed=params.seed, **({"inputs": cfg.inputs} if cfg.inputs is not None else {}))
+                 n_points=cfg.n_points, seed=params.seed, **extra)
     x, y = raw.x, raw.y
     if raw.translation is not None:
-        return _finish(params, layout, fp, raw, _split_translation(raw, cfg, params.seed))
+        return _finish(params, layout, fp, raw, _split_translation(raw, cfg, params.seed), tmp)
     if raw.kind == "image" and cfg.image_size is not None:
         x = resize_images(x, cfg.image_size)
     c = per_sample_inputs(raw, x)
@@ -56,11 +77,16 @@ def prepare(params: Params, layout: Layout = Layout()) -> dict[str, Any]:
         x, y, c = x[keep], y[keep], {k: v[keep] for k, v in c.items()}
     if raw.held is not None:  # the loader's own held-out split (Stacked MNIST: images of held-out digits)
         hx = resize_images(raw.held.x, cfg.image_size) if raw.kind == "image" and cfg.image_size else raw.held.x
-        return _finish(params, layout, fp, raw, {"train": (x, y), "heldout": (hx, raw.held.y)})
+        return _finish(params, layout, fp, raw, {"train": (x, y), "heldout": (hx, raw.held.y)}, tmp)
     train_idx, held_idx = split_indices(len(x), cfg.heldout_fraction, params.seed)
-    return _finish(params, layout, fp, raw, {"train": (x[train_idx], y[train_idx]), "heldout": (x[held_idx], y[held_idx]),
+    # The splits' rows go straight from the loaded array (a memory map for a folder) to their files.
+    tx = write_rows(tmp / ARRAY_FILES["train"], x, train_idx)
+    hx = write_rows(tmp / ARRAY_FILES["heldout"], x, held_idx)
+    del x, raw.x
+    (tmp / "images.npy").unlink(missing_ok=True)  # the folder loader's decoded images, now split
+    return _finish(params, layout, fp, raw, {"train": (tx, y[train_idx]), "heldout": (hx, y[held_idx]),
                                              "train_c": {k: v[train_idx] for k, v in c.items()},
-                                             "heldout_c": {k: v[held_idx] for k, v in c.items()}})
+                                             "heldout_c": {k: v[held_idx] for k, v in c.items()}}, tmp)
 
 
 def per_sample_inputs(raw, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -119,31 +145,29 @@ def _split_translation(raw, cfg, seed: int) -> dict[str, Any]:
             "heldout": (xb[kb[hb]], yb[kb[hb]]), "heldout_source": (xa[ka[ha]], ya[ka[ha]]), "ground_truth": False}
 
 
-def _finish(params: Params, layout: Layout, fp, raw, parts: dict[str, Any]) -> dict[str, Any]:
+def _finish(params: Params, layout: Layout, fp, raw, parts: dict[str, Any], tmp: Path) -> dict[str, Any]:
     cfg = params.prepare
     out = layout.prepared
     (tx, ty), (hx, hy) = parts["train"], parts["heldout"]
+    tx = tx if _written(tx, tmp, "train") else write_rows(tmp / ARRAY_FILES["train"], tx)
+    hx = hx if _written(hx, tmp, "heldout") else write_rows(tmp / ARRAY_FILES["heldout"], hx)
     train_c, held_c = parts.get("train_c", {}), parts.get("heldout_c", {})
     translation = raw.translation is not None
     labelled = bool((ty >= 0).all() and (hy >= 0).all()) and len(raw.classes) > 1
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     src: dict[str, np.ndarray] = {}
     if translation:  # the input domain A beside the target domain B, in the same files
         (ta, tya), (ha, hya) = parts["train_source"], parts["heldout_source"]
         src = {"train": {"a": ta, "ya": tya}, "heldout": {"a": ha, "ya": hya}}
-    save_arrays(tmp / "train.npz", x=tx, y=ty, **src.get("train", {}),
-                **{INPUT_PREFIX + k: v for k, v in train_c.items()})
-    save_arrays(tmp / "heldout.npz", x=hx, y=hy, **src.get("heldout", {}),
+    save_arrays(tmp / "train.npz", y=ty, **src.get("train", {}), **{INPUT_PREFIX + k: v for k, v in train_c.items()})
+    save_arrays(tmp / "heldout.npz", y=hy, **src.get("heldout", {}),
                 **{INPUT_PREFIX + k: v for k, v in held_c.items()})
-    outputs = [tmp / "train.npz", tmp / "heldout.npz"]
+    outputs = [tmp / ARRAY_FILES["train"], tmp / ARRAY_FILES["heldout"], tmp / "train.npz", tmp / "heldout.npz"]
     manifest: dict[str, Any] = {
         "fingerprint": fp.value, "code": fp.code, "dataset": cfg.dataset, "source": DATASETS.entry(cfg.dataset).description,
         "kind": raw.kind, "shape": list(tx.shape[1:]), "dtype": str(tx.dtype),
         "counts": {"train": int(len(tx)), "heldout": int(len(hx))},
-        "value_range": value_range(np.concatenate([tx.ravel(), hx.ravel()])),
-        "model_range": [-1.0, 1.0] if raw.kind == "image" else value_range(np.concatenate([tx, hx])),
+        "value_range": value_range(tx, hx),
+        "model_range": [-1.0, 1.0] if raw.kind == "image" else value_range(tx, hx),
         "labelled": labelled, "classes": raw.classes,
         "class_frequencies": (np.bincount(ty, minlength=len(raw.classes)) / len(ty)).tolist() if labelled else [],
         "content_hash": content_hash(tx, ty, hx, hy, *_source_arrays(src)), "split_seed": params.seed, **raw.extra}
@@ -159,34 +183,37 @@ def _finish(params: Params, layout: Layout, fp, raw, parts: dict[str, Any]) -> d
             "source_hash": content_hash(ta, tya, ha, hya), "target_hash": content_hash(tx, ty, hx, hy)}
 
     if raw.kind == "image":
+        device = resolve_device(params.device)
         stacked = raw.extra.get("stacked")
+        budget = cfg.classifier_samples
         if stacked:  # modes are read channel by channel: a digit classifier, not one of 1,000 classes
-            manifest["stacked"]["digit_classifier"] = _digit_classifier(tmp, tx, ty, hx, hy, params.seed,
-                                                                        cfg.classifier_epochs)
+            manifest["stacked"]["digit_classifier"] = _digit_classifier(tmp, tx, ty, hx, hy, params.seed, budget,
+                                                                        device)
             outputs.append(tmp / "digit_classifier.pt")
         elif labelled:
-            log.info("prepare: training the feature classifier (%d epochs)", cfg.classifier_epochs)
-            model = C.train_classifier(tx, ty, len(raw.classes), seed=params.seed, epochs=cfg.classifier_epochs)
+            log.info("prepare: training the feature classifier (%s samples, %.1f epochs of %d images)",
+                     f"{budget:,}", budget / len(tx), len(tx))
+            model = C.train_classifier(tx, ty, len(raw.classes), seed=params.seed, samples=budget, device=device)
             C.save_classifier(model, tmp / "classifier.pt", {"data_hash": manifest["content_hash"]})
             outputs.append(tmp / "classifier.pt")
             manifest["independent"] = _independent_classifier(tmp, tx, ty, hx, hy, len(raw.classes), params.seed,
-                                                              cfg.classifier_epochs)
+                                                              budget, device)
             outputs += [tmp / INDEPENDENT_FILE, tmp / "ref_train_independent.npz"]
         else:
             log.warning("prepare: %s has no labels, so no feature classifier is trained; image metrics use "
                         "the crude pixels extractor (put images in class sub-folders to get one)", cfg.dataset)
-        key = cfg.extractor if cfg.extractor != "auto" else (
-            "stacked_digits" if stacked else "classifier" if labelled else "pixels")
+        key = extractor_key(cfg, tx.shape[1], labelled, bool(stacked))
         if key == "classifier" and stacked:
             raise DataError("prepare.extractor=classifier does not apply to stacked_mnist (1,000 classes of 3 "
                             "digits); use auto (stacked_digits: the digit classifier per channel) or inception")
         if key == "classifier" and not labelled:
             raise DataError(f"prepare.extractor=classifier needs labelled images; {cfg.dataset} has no labels "
                             "(use inception or pixels)")
-        options = {"weights": cfg.inception_weights, "url": cfg.inception_url} if key == "inception" else {}
+        options = ({"weights": cfg.inception_weights, "url": cfg.inception_url, "resize": cfg.inception_resize}
+                   if key == "inception" else {})
         weights_sha = None
         try:
-            extractor = EXTRACTORS.get(key)(tmp, **options)
+            extractor = make_extractor(key, tmp, device, **options)
         except FileNotFoundError as e:
             raise DataError(str(e)) from None
         if key == "inception":  # the weights are read again by select and evaluate: part of their inputs
@@ -195,8 +222,8 @@ def _finish(params: Params, layout: Layout, fp, raw, parts: dict[str, Any]) -> d
 
             w = find_weights(cfg.inception_weights)
             weights_sha = sha256_file(w) if w else None
-        f_train, _ = extractor(tx)
-        f_held, logits_held = extractor(hx)
+        f_train, _ = extractor(tx, desc=f"{extractor.name} features, training split")
+        f_held, logits_held = extractor(hx, desc=f"{extractor.name} features, held-out split")
         ref_train, ref_held = M.reference_stats(f_train), M.reference_stats(f_held)
         ref_train.save(tmp / "ref_train.npz")
         ref_held.save(tmp / "ref_heldout.npz")
@@ -207,9 +234,15 @@ def _finish(params: Params, layout: Layout, fp, raw, parts: dict[str, Any]) -> d
             # Sanity figure: FID between two real sets should be near 0.
             "fid_train_vs_heldout": M.fid(ref_train, f_held),
             "note": f"FID on {extractor.name} features is not comparable with Inception FID"}
+        if extractor.preprocessing:
+            info["preprocessing"] = extractor.preprocessing
+        if key in ("classifier", "stacked_digits"):
+            info["classifier_samples"] = budget
         if logits_held is not None:
             info["heldout_accuracy"] = float((logits_held.argmax(1) == hy).mean())
             info["is_heldout"] = list(M.inception_score(logits_held, splits=min(10, len(hx))))
+        if key == "classifier":
+            _judge_classifier(info["heldout_accuracy"], manifest["independent"]["heldout_accuracy"], budget, len(tx))
         manifest["extractor"] = info
         if translation and manifest["translation"]["ground_truth"] and ha.shape == hx.shape:
             manifest["translation"]["baselines"] = translation_baselines(ha, hx, hya if labelled else None,
@@ -233,7 +266,7 @@ def _input_record(name: str, values: np.ndarray, raw) -> dict[str, Any]:
     return rec
 
 
-def _digit_classifier(tmp: Path, tx, ty, hx, hy, seed: int, epochs: int) -> dict[str, Any]:
+def _digit_classifier(tmp: Path, tx, ty, hx, hy, seed: int, samples: int, device) -> dict[str, Any]:
     """Stacked MNIST's mode reader: the data set's classifier architecture trained on the distinct
     single-channel digits of the training images (their labels from the stacked labels), tested
     on the distinct digits of the held-out images, which come from other source digits.  Its
@@ -249,11 +282,12 @@ def _digit_classifier(tmp: Path, tx, ty, hx, hy, seed: int, epochs: int) -> dict
 
     dx, dy = digits(tx, ty)
     dhx, dhy = digits(hx, hy)
-    log.info("prepare: training the digit classifier on %d distinct digits (%d epochs)", len(dx), epochs)
-    model = C.train_classifier(dx, dy, 10, seed=seed, epochs=epochs)
+    log.info("prepare: training the digit classifier on %d distinct digits (%s samples)", len(dx), f"{samples:,}")
+    model = C.train_classifier(dx, dy, 10, seed=seed, samples=samples, device=device)
     C.save_classifier(model, tmp / "digit_classifier.pt")
-    _, logits = C.features_and_logits(model, dhx)
-    per_image = np.stack([C.features_and_logits(model, hx[:, c:c + 1])[1].argmax(1) for c in range(hx.shape[1])], 1)
+    _, logits = C.features_and_logits(model, dhx, device=device)
+    per_image = np.stack([C.features_and_logits(model, hx[:, c:c + 1], device=device)[1].argmax(1)
+                          for c in range(hx.shape[1])], 1)
     return {"file": "digit_classifier.pt", "train_digits": int(len(dx)), "heldout_digits": int(len(dhx)),
             "heldout_accuracy": float((logits.argmax(1) == dhy).mean()),
             # all three digits of a held-out image read right: the share of modes it names correctly
@@ -261,23 +295,60 @@ def _digit_classifier(tmp: Path, tx, ty, hx, hy, seed: int, epochs: int) -> dict
 
 
 INDEPENDENT_FILE = "classifier_independent.pt"
+# Below this held-out accuracy the classifier's features make a weak FID: prepare says so and what to
+# use instead.  (The default data's classifiers reach 0.95-0.97.)
+WEAK_CLASSIFIER = 0.90
 
 
-def _independent_classifier(tmp: Path, tx, ty, hx, hy, n_classes: int, seed: int, epochs: int) -> dict[str, Any]:
+def extractor_key(cfg, channels: int, labelled: bool, stacked: bool) -> str:
+    """The feature extractor ``prepare.extractor`` resolves to: as set, or (auto) the digit
+    classifier per channel for Stacked MNIST, Inception for RGB images when its weights file is
+    there, the data set's classifier for labelled images, else pixels."""
+    if cfg.extractor != "auto":
+        return cfg.extractor
+    if stacked:
+        return "stacked_digits"
+    from gan_models.features.inception import find_weights
+
+    if channels == 3 and find_weights(cfg.inception_weights) is not None:
+        return "inception"
+    return "classifier" if labelled else "pixels"
+
+
+def _judge_classifier(accuracy: float, independent: float, samples: int, n_train: int) -> None:
+    """Print the classifiers' held-out accuracy; warn, saying what to do, when it is low."""
+    log.info("prepare: the feature classifier is %.1f%% accurate on held-out images (the independent one %.1f%%)",
+             100 * accuracy, 100 * independent)
+    if accuracy < WEAK_CLASSIFIER:
+        log.warning("prepare: the feature classifier is only %.1f%% accurate on held-out images (below %.0f%%): FID "
+                    "and the class metrics on its features say little. For RGB images put the FID Inception weights "
+                    "file where prepare.inception_weights points (extractor auto then uses it; comparable with "
+                    "published FIDs), or raise prepare.classifier_samples (now %s, %.1f epochs)",
+                    100 * accuracy, 100 * WEAK_CLASSIFIER, f"{samples:,}", samples / n_train)
+
+
+def _independent_classifier(tmp: Path, tx, ty, hx, hy, n_classes: int, seed: int, samples: int,
+                            device) -> dict[str, Any]:
     """A second classifier that no recipe trains against: another architecture (StridedCNN), seed
     ``seed + 1``, the same training split.  Evaluation reports its confident share, classes and
     FID beside the data set's classifier's, so a recipe that used the first in training (a
     perceptual term on it) is still judged honestly."""
-    log.info("prepare: training the independent classifier (%d epochs)", epochs)
-    model = C.train_classifier(tx, ty, n_classes, seed=seed + 1, epochs=epochs, arch="strided")
+    log.info("prepare: training the independent classifier (%s samples)", f"{samples:,}")
+    model = C.train_classifier(tx, ty, n_classes, seed=seed + 1, samples=samples, arch="strided", device=device)
     C.save_classifier(model, tmp / INDEPENDENT_FILE)
-    f_train, _ = C.features_and_logits(model, tx)
-    f_held, logits_held = C.features_and_logits(model, hx)
+    f_train, _ = C.features_and_logits(model, tx, device=device, desc="independent classifier features, training split")
+    f_held, logits_held = C.features_and_logits(model, hx, device=device)
     ref = M.reference_stats(f_train)
     ref.save(tmp / "ref_train_independent.npz")
     return {"file": INDEPENDENT_FILE, "arch": model.meta["arch"], "seed": seed + 1,
             "heldout_accuracy": float((logits_held.argmax(1) == hy).mean()),
             "fid_train_vs_heldout": M.fid(ref, f_held)}
+
+
+def _written(a: np.ndarray, tmp: Path, split: str) -> bool:
+    """Whether ``a`` is already the split's image file in ``tmp`` (memory-mapped)."""
+    name = getattr(a, "filename", None)
+    return name is not None and Path(name) == (tmp / ARRAY_FILES[split]).resolve()
 
 
 def _source_arrays(src: dict[str, dict[str, np.ndarray]]) -> list[np.ndarray]:

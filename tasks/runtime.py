@@ -18,7 +18,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name!r} but no CUDA device is available; use cpu or auto")
+        raise ValueError(f"device={name!r} but no CUDA device is available; use cpu or auto")
     return dev
 
 

@@ -26,7 +26,7 @@ class Scorer:
     real_features: np.ndarray | None = None  # for KID / precision-recall / density-coverage
 
     @classmethod
-    def load(cls, layout: Layout, prep: Prepared, split: str) -> "Scorer":
+    def load(cls, layout: Layout, prep: Prepared, split: str, device: str | torch.device = "cpu") -> "Scorer":
         if prep.info.kind == "points":
             real = prep.train_x if split == "train" else prep.held_x
             return cls(prep, split, None, None, np.asarray(real, dtype=np.float64))
@@ -34,7 +34,7 @@ class Scorer:
         feats = None
         if split == "train" and (layout.prepared / "features_train.npz").exists():
             feats = load_arrays(layout.prepared / "features_train.npz")["features"].astype(np.float64)
-        return cls(prep, split, load_for(layout.prepared, prep.manifest), M.ReferenceStats.load(ref_file), None,
+        return cls(prep, split, load_for(layout.prepared, prep.manifest, device), M.ReferenceStats.load(ref_file), None,
                    feats)
 
     @property
@@ -43,7 +43,7 @@ class Scorer:
 
     def score(self, samples: torch.Tensor, is_splits: int = 10, extended: tuple[str, ...] = (),
               seed: int = 0, source_labels: np.ndarray | None = None,
-              requested_labels: np.ndarray | None = None) -> dict[str, float]:
+              requested_labels: np.ndarray | None = None, desc: str | None = None) -> dict[str, float]:
         """Metrics for ``samples`` (model range); ``extended`` names registered feature metrics
         (``gan_models.metrics.METRICS``: KID, precision/recall, density/coverage, a plugin's)
         computed on at most 5,000 samples a side.  ``source_labels``: the labels of translated
@@ -59,7 +59,7 @@ class Scorer:
             if extended:
                 out.update(self._distribution_metrics(self.real_points, pts, seed, extended))
             return out
-        feats, logits = self.extractor(samples)
+        feats, logits = self.extractor(samples, desc=desc)
         out = {"fid": M.fid(self.ref, feats)}
         if logits is not None:
             out["is_mean"], out["is_std"] = M.inception_score(logits, splits=min(is_splits, len(logits)))
@@ -80,7 +80,7 @@ class Scorer:
         return out
 
     def score_generator(self, G: torch.nn.Module, z_dim: int, n: int, seed: int, is_splits: int = 10,
-                        extended: tuple[str, ...] = (), task: str | None = None
+                        extended: tuple[str, ...] = (), task: str | None = None, desc: str | None = None
                         ) -> tuple[dict[str, float], torch.Tensor, torch.Tensor | None]:
         """Score ``G``: ``n`` samples from seeded noise, or, for a translation generator (``task``
         "paired"/"unpaired", from its checkpoint), the first ``n`` held-out inputs translated and
@@ -94,12 +94,12 @@ class Scorer:
             fake = sample(G, n, z_dim, seed)
             labels = requested_labels(G, conditions_for(G, n))
             requested = labels.numpy() if labels is not None else None
-            return self.score(fake, is_splits, extended, seed, requested_labels=requested), fake, labels
+            return self.score(fake, is_splits, extended, seed, requested_labels=requested, desc=desc), fake, labels
         p, t = self.prep, self.prep.translation
         n = min(n, len(p.held_a))
         source, truth, labels = p.held_a[:n], p.held_x[:n], p.held_ya[:n]
         fake = translate(G, source)
-        scores = self.score(fake, is_splits, extended, seed, source_labels=labels)
+        scores = self.score(fake, is_splits, extended, seed, source_labels=labels, desc=desc)
         if t["ground_truth"]:
             scores.update(translation_errors(fake, truth))
         if hasattr(G, "ba"):  # CycleGAN: the other direction (B -> A) and both cycles
@@ -115,7 +115,8 @@ class Scorer:
         return M.registered_metrics(names, real, fake, seed)
 
 
-def independent_scores(layout: Layout, prep: Prepared, fake: torch.Tensor) -> dict[str, float]:
+def independent_scores(layout: Layout, prep: Prepared, fake: torch.Tensor,
+                       device: str | torch.device = "cpu") -> dict[str, float]:
     """The class-histogram metrics and FID of ``fake`` on the independent classifier (another
     architecture and seed, trained by prepare on the same split; its training-split statistics),
     prefixed ``independent_``; empty when prepare trained none (unlabelled or point data)."""
@@ -125,7 +126,7 @@ def independent_scores(layout: Layout, prep: Prepared, fake: torch.Tensor) -> di
     from gan_models.features.classifier import features_and_logits, load_classifier
 
     model = load_classifier(layout.prepared / info["file"])
-    feats, logits = features_and_logits(model, fake)
+    feats, logits = features_and_logits(model, fake, device=device)
     ref = M.ReferenceStats.load(layout.prepared / "ref_train_independent.npz")
     scores = {"fid": M.fid(ref, feats),
               **M.class_histogram_metrics(logits, np.asarray(prep.manifest["class_frequencies"]))}

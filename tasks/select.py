@@ -16,12 +16,13 @@ import torch
 from gan_models import checkpoint as ck
 from gan_models.files import atomic_write_bytes
 from gan_models.images import score_png
+from gan_models.progress import progress
 from gan_models.variants import generator_from_checkpoint
 
 from .config import Params
 from .layout import Layout, load_prepared
 from .records import up_to_date, write_csv, write_record
-from .runtime import configure_threads
+from .runtime import configure_threads, resolve_device
 from .scoring import Scorer, headline_key, primary_metric, sort_key
 from .stages import stage_fingerprint
 
@@ -44,13 +45,15 @@ def select(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
         log.info("select %s: up to date", variant)
         return _summary(out)
 
-    scorer = Scorer.load(layout, prep, "heldout")
+    device = resolve_device(params.device)
+    scorer = Scorer.load(layout, prep, "heldout", device)
     candidates = []
+    bar = progress(len(entries), f"select {variant}: scoring checkpoints", "checkpoint")
     for entry in entries:
         cand: dict[str, Any] = {"step": entry["step"], "file": entry["file"], "sha256": entry["sha256"]}
         try:
             ckpt = ck.load_checkpoint(train_dir / entry["file"], entry["sha256"])
-            G, z_dim = generator_from_checkpoint(ckpt)
+            G, z_dim = generator_from_checkpoint(ckpt, device)
             if hasattr(G, "truncation_psi"):  # a StyleGAN is selected (and ranked) untruncated, like evaluate
                 G.truncation_psi = 1.0
             cand["scores"] = scorer.score_generator(G, z_dim, cfg.n_samples, cfg.seed,
@@ -59,6 +62,8 @@ def select(params: Params, variant: str, layout: Layout = Layout()) -> dict[str,
             cand["invalid"] = str(e).replace(f"{train_dir}/", "")  # the same text whichever root ran it
             log.warning("select %s: step %d cannot be scored: %s", variant, entry["step"], e)
         candidates.append(cand)
+        bar.update(1)
+    bar.close()
     valid = [c for c in candidates if "scores" in c]
     if not valid:
         raise RuntimeError(f"no checkpoint of {variant} in {train_dir} can be scored (all diverged or corrupt); "
@@ -94,7 +99,8 @@ def _summary(out) -> dict[str, Any]:
             "scores_by_step": {c["step"]: c.get("scores", {}) for c in rec["candidates"]}}
 
 
-def checkpoint_grids(layout, variant: str, n: int = 64, seed: int = 2024) -> list[tuple[int, Any]]:
+def checkpoint_grids(layout, variant: str, n: int = 64, seed: int = 2024,
+                     device: str | torch.device = "cpu") -> list[tuple[int, Any]]:
     """(step, uint8 image grid) of every checkpoint of ``variant``, from the same noise (image
     data only; a checkpoint that does not load is left out: selection reports it)."""
     from gan_models.images import grid
@@ -107,7 +113,7 @@ def checkpoint_grids(layout, variant: str, n: int = 64, seed: int = 2024) -> lis
             c = ck.load_checkpoint(d / entry["file"], entry["sha256"])
             if c["data"]["kind"] != "image" or c["data"].get("task"):
                 return []  # 2D points have no grid; a translation G needs input images (export shows them)
-            G, z_dim = generator_from_checkpoint(c)
+            G, z_dim = generator_from_checkpoint(c, device)
             with torch.no_grad():
                 out.append((int(entry["step"]), grid(sample(G, n, z_dim, seed))))
         except (ck.CheckpointError, ValueError, KeyError):

@@ -29,7 +29,7 @@ from typing import Any
 
 from gan_models.files import sha256_file
 
-from .layout import Layout, MissingInputError, load_prepared
+from .layout import Layout, MissingInputError, read_manifest
 from .records import fingerprint, up_to_date
 from .runtime import resolve_device, resolved_threads
 
@@ -64,14 +64,15 @@ class Stage:
         return template.replace("{v}", variant or "")
 
 
-# Every stage sets the CPU thread count from train.threads / train.parallel: results depend on it.
-THREADS = ("train.parallel", "train.threads")
+# Every stage sets the CPU thread count from train.threads / train.parallel and runs its networks on
+# the configured device: results depend on both.
+THREADS = ("device", "train.parallel", "train.threads")
 
 STAGES: tuple[Stage, ...] = (
     Stage("prepare", "tasks.prepare", ("seed", "prepare", *THREADS), (),
           (Out("data/prepared"),), "data/prepared/manifest.json", per_variant=False),
     Stage("train", "tasks.train",
-          ("seed", "train.steps", "train.batch_size", "train.checkpoint_every", "train.log_every", "train.device",
+          ("seed", "train.steps", "train.batch_size", "train.checkpoint_every", "train.log_every", "train.amp",
            *THREADS, "train.variants.{v}"),
           ("data/prepared",), (Out("models/{v}/train", persist=True),), "models/{v}/train/run.json",
           resume_ignores=("train.steps", "train.variants.{v}:steps")),
@@ -193,7 +194,7 @@ def _lookup(doc: dict[str, Any], key: str) -> Any:
 
 # Settings fingerprinted by what they resolve to on this machine (``runtime``), not as written:
 # `threads: null` and `threads: 2` on a 2-core machine give the same results.
-RESOLVED = ("train.parallel", "train.threads", "train.device")
+RESOLVED = ("train.parallel", "train.threads", "device")
 
 
 def settings(st: Stage, params: Any, variant: str | None) -> dict[str, Any]:
@@ -245,11 +246,11 @@ def _tree_hash(root: Path) -> str:
 def _prepared_inputs(layout: Layout, what: str) -> dict[str, Any]:
     """What a later stage takes from data/prepared: ``data`` (the arrays' content hash) or
     ``all`` (every prepared file: classifier weights and real statistics too, and the extractor)."""
-    prep = load_prepared(layout)
+    manifest = read_manifest(layout)
     if what == "data":
-        return {"data": prep.data_hash}
-    return {"data": prep.data_hash, "prepared_files": prep.manifest.get("outputs", {}),
-            "extractor": prep.manifest.get("extractor")}
+        return {"data": manifest["content_hash"]}
+    return {"data": manifest["content_hash"], "prepared_files": manifest.get("outputs", {}),
+            "extractor": manifest.get("extractor")}
 
 
 def inputs(st: Stage, params: Any, variant: str | None, layout: Layout) -> dict[str, Any]:
@@ -300,11 +301,10 @@ def inputs(st: Stage, params: Any, variant: str | None, layout: Layout) -> dict[
 def runtime(st: Stage, params: Any, world: int = 1) -> dict[str, Any]:
     """What the results depend on besides settings and files: the CPU threads, the device."""
     cfg = params.train
-    out: dict[str, Any] = {"threads": resolved_threads(cfg.threads, cfg.parallel * world)}
-    if st.name == "train":
-        out["device"] = str(resolve_device(cfg.device))
-        if world > 1:
-            out["processes"] = world
+    out: dict[str, Any] = {"threads": resolved_threads(cfg.threads, cfg.parallel * world),
+                           "device": str(resolve_device(params.device))}
+    if st.name == "train" and world > 1:
+        out["processes"] = world
     return out
 
 

@@ -59,7 +59,7 @@ def train(params: Params, variant: str, layout: Layout = Layout(), *,
           on_log: Callable[[int, dict[str, float]], None] | None = None,
           progress: bool = True, position: int | None = None) -> dict[str, Any]:
     cfg = params.train
-    rank, world, dist_device = _distributed(cfg.device)
+    rank, world, dist_device = _distributed(params.device)
     try:
         return _train(params, variant, layout, on_log=on_log, progress=progress and rank == 0,
                       position=position, rank=rank, world=world, dist_device=dist_device)
@@ -79,7 +79,7 @@ def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bo
     prep = load_prepared(layout)
     spec = params.variant_spec(variant)
     steps = params.variant_steps(variant)
-    device = dist_device or resolve_device(cfg.device)
+    device = dist_device or resolve_device(params.device)
     out = layout.train_dir(variant)
     # Everything that changes the weights or the files (settings, data, code, threads, device);
     # not the step count, so a longer run continues where a shorter one stopped.
@@ -90,7 +90,8 @@ def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bo
         return _summary(out, seconds=0.0, steps_done=0)
 
     torch.manual_seed(params.seed)  # network initialisation
-    gan = build(spec, prep.info, perceptual_net=lambda: perceptual_network(spec.tricks.perceptual_net, layout.prepared))
+    gan = build(spec, prep.info,
+                perceptual_net=lambda: perceptual_network(spec.tricks.perceptual_net, layout.prepared, device=device))
     # Progressive growing schedules resolution by step / steps, a learning-rate decay the rate: their
     # checkpoints belong to one step count, and are not continued under another (others' are).
     progressive = (any(hasattr(m, "set_progress") for net in (gan.G, gan.D) for m in net.modules())
@@ -102,7 +103,7 @@ def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bo
         conditions = torch.from_numpy(prep.train_y) if prep.info.n_classes else None
     source = torch.from_numpy(prep.train_a) if gan.translation else None  # a translation variant's inputs
     trainer = Trainer(gan, torch.from_numpy(prep.train_x), batch_size=cfg.batch_size, seed=params.seed,
-                      device=device, conditions=conditions, source=source)
+                      device=device, conditions=conditions, source=source, amp=cfg.amp)
     history = _resume(trainer, out, resume_fp, steps, world)
     if rank == 0:
         (out / "run.json").unlink(missing_ok=True)  # written again only when training completes
@@ -110,6 +111,7 @@ def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bo
 
     meta = {"variant": variant, "spec": spec.to_dict(), "fingerprint": resume_fp, "seed": params.seed,
             "train": {"batch_size": cfg.batch_size, "device": str(device), "processes": world,
+                      **({"amp": cfg.amp} if cfg.amp != "off" else {}),
                       # only where the weights depend on it: a continued run's checkpoints then equal
                       # an uninterrupted run's byte for byte
                       **({"steps": steps} if progressive else {})},

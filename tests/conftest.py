@@ -20,9 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # Small enough to train two variants end to end in seconds on the CPU: 8x8 digits.
 TINY = {
     "seed": 0,
-    "prepare": {"dataset": "digits", "classifier_epochs": 2},
+    "device": "cpu",
+    "prepare": {"dataset": "digits", "classifier_samples": 3234},
     "train": {"steps": 20, "batch_size": 16, "checkpoint_every": 10, "log_every": 5, "parallel": 2,
-              "threads": None, "device": "cpu",
+              "threads": None,
               "variants": {"mlp": {"generator": {"hidden": [32]}, "discriminator": {"hidden": [32]}, "z_dim": 8},
                            "dcgan": {"generator": {"width": 8}, "discriminator": {"width": 8}, "z_dim": 8}}},
     "select": {"n_samples": 100},

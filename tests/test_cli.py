@@ -56,7 +56,7 @@ def test_datasets_lists_every_registered_data_set(tmp_path):
 # Two pipeline runs in one project and one MLflow store, shared by the compare and rerun tests.
 
 # On 2 cores one variant at a time is quicker; no model registration (not what these tests check).
-PARAMS = {**TINY, "prepare": {**TINY["prepare"], "classifier_epochs": 1}, "train": {**TINY["train"], "parallel": 1},
+PARAMS = {**TINY, "prepare": {**TINY["prepare"], "classifier_samples": 1000}, "train": {**TINY["train"], "parallel": 1},
           "select": {"n_samples": 50}, "evaluate": {"n_samples": 100},
           "export": {"grid_size": 4, "n_images": 1, "n_array": 10, "interpolation_steps": 2},
           "tracking": {**TINY["tracking"], "registered_model": None}}
@@ -198,8 +198,7 @@ def test_unlabelled_folder_runs_through_the_stage_commands_with_the_pixels_extra
     G, z_dim = generator_from_checkpoint(ck.load_checkpoint(tmp_path / "models/mlp/selected/best.pt",
                                                             sel["best_sha256"]))
     fake = sample(G, 100, z_dim, 4321).double().numpy().reshape(100, -1)  # evaluate.seed's default
-    with np.load(tmp_path / "data/prepared/train.npz") as f:
-        real = f["x"].astype(np.float64).reshape(36, -1) / 127.5 - 1
+    real = np.load(tmp_path / "data/prepared/train_x.npy").astype(np.float64).reshape(36, -1) / 127.5 - 1
     s_r, s_g = np.cov(real, rowvar=False), np.cov(fake, rowvar=False)
     covmean = scipy.linalg.sqrtm(s_r @ s_g)
     fid = ((real.mean(0) - fake.mean(0)) ** 2).sum() + np.trace(s_r) + np.trace(s_g) - 2 * np.trace(covmean).real

@@ -263,7 +263,7 @@ def test_prepare_keeps_each_images_inputs_through_the_split(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     write_params(tmp_path / "params.yaml", {**TINY, "prepare": {"dataset": "folder", "root": str(root),
                                                                  "inputs": str(tmp_path / "in.csv"),
-                                                                 "classifier_epochs": 1}})
+                                                                 "classifier_samples": 1000}})
     prepare(load_params(tmp_path / "params.yaml"), Layout())
     prep = load_prepared(Layout())
     assert {k for k, _ in prep.info.inputs} == {"size", "thickness", "slant", "width", "height"}

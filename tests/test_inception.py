@@ -82,7 +82,7 @@ def test_pipeline_stages_with_the_inception_extractor(weights_file, project):
 
     path, original = weights_file
     write_params(project / "params.yaml", {
-        **TINY, "prepare": {"dataset": "digits", "max_samples": 40, "heldout_fraction": 0.25, "classifier_epochs": 1,
+        **TINY, "prepare": {"dataset": "digits", "max_samples": 40, "heldout_fraction": 0.25, "classifier_samples": 1000,
                             "extractor": "inception", "inception_weights": str(path)},
         "train": {**TINY["train"], "steps": 4, "checkpoint_every": 2, "batch_size": 8,
                   "variants": {"mlp": TINY["train"]["variants"]["mlp"]}},
@@ -110,8 +110,7 @@ def test_pipeline_stages_with_the_inception_extractor(weights_file, project):
     G, z_dim = generator_from_checkpoint(ck.load_checkpoint(project / "models/mlp/selected/best.pt",
                                                             sel["best_sha256"]))
     fake = sample(G, 20, z_dim, params.evaluate.seed)
-    with np.load(project / "data/prepared/train.npz") as f:
-        real_u8 = f["x"]
+    real_u8 = np.load(project / "data/prepared/train_x.npy")
     with torch.no_grad():
         f_fake, logits = (t.double().numpy() for t in original(fake))
         f_real = original(torch.from_numpy(real_u8).float() / 127.5 - 1)[0].double().numpy()
@@ -130,3 +129,26 @@ def test_pipeline_stages_with_the_inception_extractor(weights_file, project):
     tr_covmean = np.linalg.svd(a @ b.T, compute_uv=False).sum()
     fid = ((f_real.mean(0) - f_fake.mean(0)) ** 2).sum() + (a * a).sum() + (b * b).sum() - 2 * tr_covmean
     assert metrics["fid"] == pytest.approx(fid, rel=1e-6)
+
+
+def test_auto_picks_inception_for_rgb_images_when_its_weights_file_is_there(weights_file, project, tmp_path):
+    """RGB images and the weights file: auto is Inception (with the configured resize, named in
+    the manifest); without the file, the data set's classifier."""
+    from benchmarks.folder_data import make_folder
+    from tasks.config import load_params
+    from tasks.prepare import prepare
+
+    path, _ = weights_file
+    folder = make_folder(tmp_path / "rgb", 60, size=16, workers=1)
+    doc = {**TINY, "prepare": {"dataset": "folder", "root": str(folder), "heldout_fraction": 0.25,
+                               "classifier_samples": 500, "inception_weights": str(path), "inception_resize": "clean"}}
+    write_params(project / "params.yaml", doc)
+    prepare(load_params(project / "params.yaml"))
+    m = json.loads((project / "data/prepared/manifest.json").read_text())
+    assert m["extractor"]["key"] == "inception" and m["extractor"]["options"]["resize"] == "clean"
+    assert "clean-fid" in m["extractor"]["preprocessing"] and m["shape"] == [3, 16, 16]
+    doc["prepare"]["inception_weights"] = str(tmp_path / "absent.pth")
+    write_params(project / "params.yaml", doc)
+    prepare(load_params(project / "params.yaml"))
+    m = json.loads((project / "data/prepared/manifest.json").read_text())
+    assert m["extractor"]["key"] == "classifier" and "classifier_samples" in m["extractor"]

@@ -326,7 +326,8 @@ def test_example_plugin_installed_with_pip_runs_end_to_end(tmp_path, isolated_st
         [ds] = run.inputs.dataset_inputs
         assert ds.dataset.digest == manifest["content_hash"][:36] and ds.dataset.name == "digits"
         assert json.loads(ds.dataset.profile)["num_train"] == manifest["counts"]["train"]
-        arrays = np.load(proj / "data" / "prepared" / "train.npz")
+        arrays = {"x": np.load(proj / "data" / "prepared" / "train_x.npy"),
+                  "y": np.load(proj / "data" / "prepared" / "train.npz")["y"]}
         spec = json.loads(ds.dataset.schema)["mlflow_tensorspec"]
         for part, key in (("features", "x"), ("targets", "y")):
             [tensor] = json.loads(spec[part])
@@ -356,9 +357,9 @@ def test_example_plugin_installed_with_pip_runs_end_to_end(tmp_path, isolated_st
     # compared like a built-in: `flows compare` ranks both variants with their FID from MLflow
     proc = cli("compare", cwd=proj, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    from tasks.reporting.compare import COLUMNS
+    from gan_models.metrics import SCORES
 
-    fid_format = next(fmt for _, key, fmt in COLUMNS if key == "fid")
+    fid_format = SCORES.get("fid").fmt
     rows = {t[1]: t for t in (line.split() for line in proc.stdout.splitlines()) if t[1:2] in (["film_cgan"], ["mlp"])}
     assert sorted(rows) == ["film_cgan", "mlp"], proc.stdout
     for v, run in (("film_cgan", film), ("mlp", mlp)):

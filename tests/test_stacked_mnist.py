@@ -110,7 +110,7 @@ def test_stacked_mnist_stages_count_modes_as_an_independent_recount(project):
     from tasks.select import select
     from tasks.train import train
 
-    doc = {**TINY, "prepare": {"dataset": "stacked_mnist", "n_points": 600, "classifier_epochs": 1},
+    doc = {**TINY, "prepare": {"dataset": "stacked_mnist", "n_points": 600, "classifier_samples": 1000},
            "train": {**TINY["train"], "steps": 4, "checkpoint_every": 2, "parallel": 1,
                      "variants": {"dcgan": {"generator": {"width": 8}, "discriminator": {"width": 8}, "z_dim": 8}}},
            "select": {"n_samples": 50}, "evaluate": {"n_samples": 300}}

@@ -64,11 +64,10 @@ def test_prepare_writes_a_verified_versioned_data_set(tiny_params, project):
     again = prepare(tiny_params, Layout(project / "again"))
     assert again["content_hash"] == s["content_hash"]
     # Tampering is detected.
-    with np.load(project / "data/prepared/train.npz") as f:
-        x, y = f["x"].copy(), f["y"].copy()
+    x = np.load(project / "data/prepared/train_x.npy")
     x[0, 0, 0, 0] ^= 1
-    np.savez(project / "data/prepared/train.npz", x=x, y=y)
-    with pytest.raises(DataError, match="train.npz is corrupt or was changed"):
+    np.save(project / "data/prepared/train_x.npy", x)
+    with pytest.raises(DataError, match="train_x.npy is corrupt or was changed"):
         load_prepared(Layout())
     # and a damaged reference-statistics file too, named by its path
     prepare(tiny_params, Layout(project / "fresh"))
@@ -150,8 +149,9 @@ def _check_final_metrics_independently(params, variant, m):
     assert fake.shape == (200, 1, 8, 8)
     manifest = json.loads((layout.prepared / "manifest.json").read_text())
     extractor = load_for(layout.prepared, manifest)
+    real_x = np.load(layout.prepared / "train_x.npy")
     with np.load(layout.prepared / "train.npz") as f:
-        real_x, real_y = f["x"], f["y"]
+        real_y = f["y"]
     real_feats, _ = extractor(real_x)
     fake_feats, logits = extractor(fake)
     assert m["fid"] == pytest.approx(_fid_scipy(real_feats, fake_feats), rel=1e-6)
@@ -318,7 +318,7 @@ def test_folder_data_set_with_class_subfolders(project):
         for i in range(12):
             Image.fromarray(rng.integers(0, 255, (10, 10, 3), dtype=np.uint8)).save(project / "imgs" / cls / f"{i}.png")
     write_params(project / "params.yaml", {**TINY, "prepare": {"dataset": "folder", "root": "imgs", "image_size": 8,
-                                                              "classifier_epochs": 1}})
+                                                              "classifier_samples": 1000}})
     params = load_params(project / "params.yaml")
     prepare(params)
     m = json.loads((project / "data/prepared/manifest.json").read_text())

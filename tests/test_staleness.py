@@ -106,7 +106,7 @@ def test_changing_the_feature_extractor_reruns_select_and_evaluate_not_train(pro
     run_json = project / "models/mlp/train/run.json"
     trained = run_json.stat().st_mtime_ns
 
-    for change, extractor in ((["prepare.classifier_epochs=3"], "classifier"), (["prepare.extractor=pixels"], "pixels8x8")):
+    for change, extractor in ((["prepare.classifier_samples=5000"], "classifier"), (["prepare.extractor=pixels"], "pixels8x8")):
         changed = load_params(project / "params.yaml", ["train.variants={mlp: {generator: {hidden: [32]}, "
                                                         "discriminator: {hidden: [32]}, z_dim: 8}}", *change])
         assert prepare(changed)["content_hash"] == data_hash  # the same arrays: only the extractor changed
@@ -123,9 +123,9 @@ def test_changing_the_feature_extractor_reruns_select_and_evaluate_not_train(pro
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
 def test_a_cuda_device_on_a_cpu_machine_is_refused_before_any_work(project):
     for command in (["check"], ["run"], ["prepare"]):
-        proc = cli(*command, "--set", "train.device=cuda", cwd=project)
+        proc = cli(*command, "--set", "device=cuda", cwd=project)
         assert proc.returncode == 2, (command, proc.stderr[-2000:])
-        assert "train.device: 'cuda' but this machine has no usable CUDA device" in proc.stderr
+        assert "device: 'cuda' but this machine has no usable CUDA device" in proc.stderr
         assert "Traceback" not in proc.stderr
     assert not (project / "data").exists()
 

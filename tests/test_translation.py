@@ -301,7 +301,7 @@ def test_cyclegan_resumes_bit_for_bit_with_its_image_pools_and_decaying_learning
 def _params(project, dataset, variants, **prepare):
     from tasks.config import load_params
 
-    doc = {**TINY, "prepare": {"dataset": dataset, "classifier_epochs": 1, "max_samples": 300, **prepare},
+    doc = {**TINY, "prepare": {"dataset": dataset, "classifier_samples": 1000, "max_samples": 300, **prepare},
            "train": {**TINY["train"], "steps": 4, "checkpoint_every": 2, "log_every": 2, "parallel": 1,
                      "variants": variants},
            "select": {"n_samples": 20}, "evaluate": {"n_samples": 20, "metrics": ["kid"]}}
@@ -450,7 +450,7 @@ def test_both_translation_presets_run_through_the_flow_with_mlflow_and_dvc(tmp_p
     from mlflow.tracking import MlflowClient
 
     variants = {**NARROW, "mlp": {"generator": {"hidden": [16]}, "discriminator": {"hidden": [16]}, "z_dim": 8}}
-    params = {**TINY, "prepare": {"dataset": "edges2digits", "classifier_epochs": 1, "max_samples": 300},
+    params = {**TINY, "prepare": {"dataset": "edges2digits", "classifier_samples": 1000, "max_samples": 300},
               "train": {**TINY["train"], "steps": 4, "checkpoint_every": 2, "log_every": 2, "parallel": 1,
                         "variants": variants},
               "select": {"n_samples": 30}, "evaluate": {"n_samples": 60}}

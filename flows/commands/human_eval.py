@@ -63,6 +63,9 @@ def main(args: argparse.Namespace) -> int:
     if not args.score:
         if not 0 <= args.port <= 65535:
             raise ConfigError(f"--port must be in 0..65535, got {args.port}")
-        H.serve(layout, args.variant, args.n, args.seed, params.seed, args.host, args.port)
+        from tasks.runtime import resolve_device
+
+        H.serve(layout, args.variant, args.n, args.seed, params.seed, args.host, args.port,
+                str(resolve_device(params.device)))
         print("stopped; scoring the answers", flush=True)
     return report_scores(params, uri, args.variant, layout)

@@ -35,14 +35,69 @@ def split_indices(n: int, heldout_fraction: float, seed: int) -> tuple[np.ndarra
     return perm[n_held:], perm[:n_held]
 
 
+CHUNK_BYTES = 64 << 20  # arrays are read, hashed and copied in pieces of about this size
+
+
+def release(*arrays: np.ndarray) -> None:
+    """Give the pages of memory-mapped ``arrays`` back to the operating system (they are read again
+    from the file when next touched; written ones are flushed first).  A pass over an array larger
+    than memory calls it after each piece, so that only the piece in hand stays resident: the
+    process's memory does not grow with the data."""
+    import mmap
+
+    for a in arrays:
+        mm = getattr(a, "_mmap", None)  # a numpy memmap (or a slice of one) owns its mapping here
+        if mm is None or not hasattr(mm, "madvise"):
+            continue
+        if a.flags.writeable and getattr(a, "mode", "c") in ("r+", "w+"):
+            a.flush()
+        mm.madvise(mmap.MADV_DONTNEED)
+
+
+def row_chunks(a: np.ndarray, chunk_bytes: int = CHUNK_BYTES):
+    """(start, stop) of consecutive row ranges of about ``chunk_bytes`` each."""
+    per_row = max(1, a[:1].nbytes) if len(a) else 1
+    step = max(1, chunk_bytes // per_row)
+    return [(i, min(i + step, len(a))) for i in range(0, len(a), step)]
+
+
 def content_hash(*arrays: np.ndarray) -> str:
-    """SHA-256 over dtype, shape and bytes of each array: the data version."""
+    """SHA-256 over dtype, shape and bytes of each array: the data version.  Read in pieces, so a
+    memory-mapped array larger than memory hashes too (to the digest of its bytes in one piece)."""
     h = hashlib.sha256()
     for a in arrays:
-        a = np.ascontiguousarray(a)
+        if a.ndim == 0:
+            a = a.reshape(1)
         h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
+        for i, j in row_chunks(a):
+            h.update(np.ascontiguousarray(a[i:j]).tobytes())
+            release(a)
     return h.hexdigest()
+
+
+def write_rows(path: str | Path, x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """``x[rows]`` (all of ``x`` when ``rows`` is None) written to the ``.npy`` file ``path`` in
+    pieces, never whole in memory; returns the file memory-mapped (copy-on-write: writes to the
+    returned array never reach the file)."""
+    rows = np.arange(len(x)) if rows is None else np.asarray(rows)
+    out = np.lib.format.open_memmap(str(path), mode="w+", dtype=x.dtype, shape=(len(rows), *x.shape[1:]))
+    for i, j in row_chunks(out):
+        out[i:j] = x[rows[i:j]]
+        release(out, x)
+    out.flush()
+    del out
+    return load_rows(path)
+
+
+def load_rows(path: str | Path) -> np.ndarray:
+    """A ``.npy`` array memory-mapped, copy-on-write (what every stage reads images as)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path} does not exist; run the prepare stage first (python -m flows prepare)")
+    try:
+        return np.load(path, mmap_mode="c", allow_pickle=False)
+    except Exception as e:
+        raise DataError(f"{path} is corrupt or truncated ({e}); rerun the prepare stage") from e
 
 
 def save_arrays(path: str | Path, **arrays: np.ndarray) -> None:
@@ -68,5 +123,12 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path} is corrupt or truncated ({e}); rerun the prepare stage") from e
 
 
-def value_range(x: np.ndarray) -> list[float]:
-    return [float(x.min()), float(x.max())] if x.size else [math.nan, math.nan]
+def value_range(*arrays: np.ndarray) -> list[float]:
+    """[min, max] over the values of all ``arrays`` (read in pieces); NaN when they are empty."""
+    lo, hi = math.inf, -math.inf
+    for a in arrays:
+        for i, j in row_chunks(a):
+            if j > i and a[i:j].size:
+                lo, hi = min(lo, float(a[i:j].min())), max(hi, float(a[i:j].max()))
+            release(a)
+    return [lo, hi] if lo <= hi else [math.nan, math.nan]

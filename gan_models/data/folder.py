@@ -8,15 +8,17 @@ from typing import Any
 
 import numpy as np
 
+from .arrays import release
 from .base import DATASETS, DataError, DataFacts, RawData
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
 def load_folder(root: str | None = None, image_size: int | None = None, channels: int | None = None,
-                inputs: str | None = None, **_: Any) -> RawData:
+                inputs: str | None = None, workers: int = 1, scratch: str | None = None, **_: Any) -> RawData:
     """Images under ``root``; class sub-folders (root/cat/*.png) give labels, loose files none.
-    ``inputs``: per-image values to condition on (``read_inputs``: a CSV or a .npy).
+    ``inputs``: per-image values to condition on (``read_inputs``: a CSV or a .npy).  ``workers``
+    processes decode the images; with ``scratch`` (a folder) into a memory-mapped array there.
 
     All images are converted to ``channels`` (1 = grey, 3 = RGB; default: grey when every image
     is grey) and resized to ``image_size`` (default: the size of the first image; all must match).
@@ -29,11 +31,13 @@ def load_folder(root: str | None = None, image_size: int | None = None, channels
     files = image_files(base)
     if not files:
         raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {str(base)!r}")
-    class_names = sorted({p.relative_to(base).parts[0] for p in files if len(p.relative_to(base).parts) > 1})
-    labelled = class_names and all(len(p.relative_to(base).parts) > 1 for p in files)
-    x = _read_images(files, channels, image_size)
+    parts = [p.relative_to(base).parts for p in files]
+    class_names = sorted({q[0] for q in parts if len(q) > 1})
+    labelled = class_names and all(len(q) > 1 for q in parts)
+    x = _read_images(files, channels, image_size, workers, scratch)
     if labelled:
-        y = np.array([class_names.index(p.relative_to(base).parts[0]) for p in files], dtype=np.int64)
+        index = {c: i for i, c in enumerate(class_names)}
+        y = np.array([index[q[0]] for q in parts], dtype=np.int64)
     else:
         y, class_names = np.full(len(files), -1, dtype=np.int64), []
     per_image = read_inputs(inputs, base, files) if inputs is not None else {}
@@ -135,38 +139,105 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def _read_images(files: list[Path], channels: int | None, image_size: int | None) -> np.ndarray:
-    """uint8 (N, C, S, S): every file converted to ``channels`` (None: grey when all are grey) and
-    resized to ``image_size`` (None: the first image's size, which must be square)."""
-    from PIL import Image, UnidentifiedImageError
+GREY_MODES = ("L", "1", "I;16", "I")  # images read as grey when prepare.channels is not set
+PER_WORKER = 500  # fewer images than this per worker: decoded in this process (starting workers costs more)
 
-    images = []
-    for p in files:
+
+def _scan(files: list[str]) -> tuple[list[str], tuple[int, int] | None]:
+    """The modes of ``files`` (headers only) and the first one's size."""
+    from PIL import Image
+
+    modes, size = [], None
+    for i, p in enumerate(files):
         try:
             with Image.open(p) as im:
-                im.load()
-                images.append(im.copy())
-        except (UnidentifiedImageError, OSError) as e:
-            raise DataError(f"cannot read image {str(p)!r}: {e}; remove or fix the file") from e
-    if channels is None:
-        channels = 1 if all(im.mode in ("L", "1", "I;16", "I") for im in images) else 3
-    if channels not in (1, 3):
-        raise DataError(f"prepare.channels must be 1 or 3, got {channels}")
-    mode = "L" if channels == 1 else "RGB"
-    if image_size is None:
-        w, h = images[0].size
-        if w != h:
-            raise DataError(f"{files[0]} is {w}x{h}: set prepare.image_size to resize to a square size")
-        image_size = w
-    arrays = []
-    for im in images:
-        im = im.convert(mode)
-        if im.size != (image_size, image_size):
-            im = im.resize((image_size, image_size), Image.Resampling.BICUBIC)
-        a = np.asarray(im, dtype=np.uint8)
-        arrays.append(a[None] if channels == 1 else a.transpose(2, 0, 1))
-    return np.stack(arrays)
+                modes.append(im.mode)
+                size = im.size if i == 0 else size
+        except OSError as e:  # also PIL's UnidentifiedImageError
+            raise DataError(f"cannot read image {p!r}: {e}; remove or fix the file") from None
+    return modes, size
 
+
+def _decode(files: list[str], start: int, out: str | np.ndarray, channels: int, size: int) -> None:
+    """Decode ``files`` into rows ``start...`` of ``out`` (an array, or the path of a .npy file that
+    a worker process opens memory-mapped): converted to grey or RGB, resized (bicubic) to ``size``."""
+    from PIL import Image
+
+    rows = np.load(out, mmap_mode="r+") if isinstance(out, str) else out
+    mode = "L" if channels == 1 else "RGB"
+    for k, p in enumerate(files):
+        try:
+            with Image.open(p) as im:
+                im = im.convert(mode)
+        except OSError as e:
+            raise DataError(f"cannot read image {p!r}: {e}; remove or fix the file") from None
+        if im.size != (size, size):
+            im = im.resize((size, size), Image.Resampling.BICUBIC)
+        a = np.asarray(im, dtype=np.uint8)
+        rows[start + k] = a[None] if channels == 1 else a.transpose(2, 0, 1)
+        if k % 1000 == 999:
+            release(rows)  # written pages to the file: memory does not grow with the folder
+    release(rows)
+
+
+def _read_images(files: list[Path], channels: int | None, image_size: int | None, workers: int = 1,
+                 scratch: str | Path | None = None, desc: str = "reading images") -> np.ndarray:
+    """uint8 (N, C, S, S): every file converted to ``channels`` (None: grey when all are grey) and
+    resized to ``image_size`` (None: the first image's size, which must be square).
+
+    Decoded by ``workers`` processes (at least ``PER_WORKER`` images each) straight into the
+    returned array, with no list of decoded images: with ``scratch`` a memory-mapped
+    ``images.npy`` in that folder (the array may be larger than memory), else in memory.  The
+    same bytes whatever the number of workers.  An unreadable file raises DataError naming it."""
+    from ..progress import progress
+
+    paths = [str(p) for p in files]
+    workers = max(1, min(workers, len(paths) // PER_WORKER))
+    chunks = [(s, paths[s:s + max(PER_WORKER, -(-len(paths) // (4 * workers)))])
+              for s in range(0, len(paths), max(PER_WORKER, -(-len(paths) // (4 * workers))))]
+    pool = None
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: the process may run other threads (Prefect's), whose locks a fork would copy
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        scans = (pool.map(_scan, [c for _, c in chunks]) if pool else map(_scan, [c for _, c in chunks]))
+        scans = list(scans)
+        modes = [m for ms, _ in scans for m in ms]
+        if channels is None:
+            channels = 1 if all(m in GREY_MODES for m in modes) else 3
+        if channels not in (1, 3):
+            raise DataError(f"prepare.channels must be 1 or 3, got {channels}")
+        if image_size is None:
+            w, h = scans[0][1]
+            if w != h:
+                raise DataError(f"{files[0]} is {w}x{h}: set prepare.image_size to resize to a square size")
+            image_size = w
+        shape = (len(paths), channels, image_size, image_size)
+        if scratch is not None:
+            target = str(Path(scratch) / "images.npy")
+            out = np.lib.format.open_memmap(target, mode="w+", dtype=np.uint8, shape=shape)
+            out.flush()
+        else:
+            target = out = np.empty(shape, dtype=np.uint8)
+        with progress(len(paths), desc, "img") as bar:
+            if pool is None:
+                for s, c in chunks:
+                    _decode(c, s, out, channels, image_size)
+                    bar.update(len(c))
+            else:
+                futures = {pool.submit(_decode, c, s, target, channels, image_size): len(c) for s, c in chunks}
+                from concurrent.futures import as_completed
+
+                for f in as_completed(futures):
+                    f.result()
+                    bar.update(futures[f])
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return np.load(target, mmap_mode="c") if scratch is not None else out
 
 
 def translation_folder_files(root: str | Path | None, task: str) -> dict[str, list[Path]]:

@@ -8,7 +8,7 @@ term's networks.
 """
 
 from . import classifier, inception  # noqa: F401  (registration)
-from .base import EXTRACTORS, Extractor, load_for
+from .base import EXTRACTORS, Extractor, load_for, make
 from .perceptual import perceptual_network
 
-__all__ = ["EXTRACTORS", "Extractor", "load_for", "perceptual_network"]
+__all__ = ["EXTRACTORS", "Extractor", "load_for", "make", "perceptual_network"]

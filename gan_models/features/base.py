@@ -7,6 +7,7 @@ different features are not comparable.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,11 +22,19 @@ from ..registry import Registry
 
 @dataclass
 class Extractor:
-    name: str
-    fn: Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray | None]]
+    """``fn(images) -> (features, logits or None)``; ``fn`` may take ``desc=`` (a progress label)."""
 
-    def __call__(self, x: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
-        return self.fn(torch.as_tensor(x))
+    name: str
+    fn: Callable[..., tuple[np.ndarray, np.ndarray | None]]
+    # What the values depend on besides the network (the resize before Inception, ...): every
+    # metrics file records it.
+    preprocessing: str = ""
+
+    def __call__(self, x: np.ndarray | torch.Tensor, desc: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        x = torch.as_tensor(x)
+        if desc is not None and "desc" in inspect.signature(self.fn).parameters:
+            return self.fn(x, desc=desc)
+        return self.fn(x)
 
 
 # Feature extractors (params.yaml: prepare.extractor); each module registers its own.
@@ -33,7 +42,8 @@ EXTRACTORS: Registry[Callable[..., Extractor]] = Registry("feature extractor", (
 
 
 def _pixels(prepared_dir: Path, **_) -> Extractor:
-    """Images area-averaged to 8x8 and flattened: a crude fallback for unlabelled data."""
+    """Images area-averaged to 8x8 and flattened: a crude fallback for unlabelled data (cheap: it
+    runs on the CPU whatever the device)."""
 
     @torch.no_grad()
     def fn(x: torch.Tensor) -> tuple[np.ndarray, None]:
@@ -49,7 +59,15 @@ def _pixels(prepared_dir: Path, **_) -> Extractor:
 EXTRACTORS.register("pixels", _pixels, "8x8 area-averaged pixels (fallback for unlabelled images)")
 
 
-def load_for(prepared_dir: Path, manifest: dict) -> Extractor:
+def make(key: str, prepared_dir: Path, device: str | torch.device = "cpu", **options) -> Extractor:
+    """The registered extractor ``key`` with ``options``, its network on ``device`` when it takes one
+    (a plugin's extractor that does not take ``device`` runs where it runs)."""
+    fn = EXTRACTORS.get(key)
+    takes_device = "device" in inspect.signature(fn).parameters
+    return fn(prepared_dir, **({"device": device} if takes_device else {}), **options)
+
+
+def load_for(prepared_dir: Path, manifest: dict, device: str | torch.device = "cpu") -> Extractor:
     """The extractor the prepare stage used for this data (its reference statistics match it)."""
     info = manifest.get("extractor")
     if not info:
@@ -63,4 +81,4 @@ def load_for(prepared_dir: Path, manifest: dict) -> Extractor:
         if path is None or sha256_file(path) != info["weights_sha256"]:
             raise DataError(f"the Inception weights file ({path or 'not found'}) is not the one the reference "
                             "statistics in data/prepared were computed with; rerun python -m flows prepare")
-    return EXTRACTORS.get(info["key"])(prepared_dir, **info.get("options", {}))
+    return make(info["key"], prepared_dir, device, **info.get("options", {}))

@@ -12,7 +12,7 @@ classifier in training (a perceptual term, feature matching on it) must not be j
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -69,40 +69,62 @@ class StridedCNN(nn.Module):
 ARCHS = {"small": SmallCNN, "strided": StridedCNN}
 
 
-def train_classifier(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int = 0, epochs: int = 8,
-                     batch_size: int = 64, lr: float = 3e-3, arch: str = "small") -> nn.Module:
-    """Adam on cross-entropy; ``x`` uint8 (N, C, H, W), ``y`` int labels; ``arch`` small (the
-    data set's classifier) or strided (the independent one)."""
+def train_classifier(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int = 0, samples: int = 36000,
+                     batch_size: int = 64, lr: float = 3e-3, arch: str = "small", device: str | torch.device = "cpu",
+                     progress: bool = True) -> nn.Module:
+    """Adam on cross-entropy until ``samples`` training samples were seen: whole epochs (a seeded
+    permutation each) while they fit, the last one partial.  ``x`` uint8 (N, C, H, W), an array or
+    a memory map, read batch by batch; ``y`` int labels; ``arch`` small (the data set's classifier)
+    or strided (the independent one).  The weights come back on the CPU."""
+    from ..progress import progress as bar
+
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = ARCHS[arch](x.shape[1], n_classes)
+    model = ARCHS[arch](x.shape[1], n_classes).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(xt), generator=gen)
-        for i in range(0, len(xt), batch_size):
-            idx = perm[i:i + batch_size]
-            _, logits = model(to_model_range(xt[idx]))
-            loss = F.cross_entropy(logits, yt[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    return model.eval()
+    seen = 0
+    with bar(samples, f"{arch} classifier", "img", enabled=progress) as shown:
+        while seen < samples:
+            perm = torch.randperm(len(xt), generator=gen)
+            for i in range(0, len(xt), batch_size):
+                idx = perm[i:i + batch_size][:samples - seen]
+                _, logits = model(to_model_range(xt[idx]).to(device))
+                loss = F.cross_entropy(logits, yt[idx].to(device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                seen += len(idx)
+                shown.update(len(idx))
+                if seen >= samples:
+                    break
+    return model.cpu().eval()
 
 
 @torch.no_grad()
-def features_and_logits(model: nn.Module, x: np.ndarray | torch.Tensor,
-                        batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+def features_and_logits(model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 500,
+                        device: str | torch.device = "cpu", desc: str | None = None,
+                        to_input: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Features and logits in float64 of any network returning ``(features, logits)`` (the
-    classifier, the FID Inception), batch by batch; ``x`` uint8 or float in [-1, 1]."""
-    model.eval()
+    classifier, the FID Inception), batch by batch on ``device`` (the network is moved there);
+    ``x`` uint8 or float in [-1, 1], an array, a memory map or a tensor.  ``to_input`` makes a
+    batch the network's input (default: to [-1, 1] as it is).  ``desc``: show progress."""
+    from ..progress import progress as bar
+
+    from ..data.arrays import release
+
+    model.to(device).eval()
     xt = torch.as_tensor(x)
     feats, logits = [], []
-    for i in range(0, len(xt), batch_size):
-        f, lg = model(to_model_range(xt[i:i + batch_size]))
-        feats.append(f.double())
-        logits.append(lg.double())
+    with bar(len(xt), desc or "", "img", enabled=desc is not None) as shown:
+        for i in range(0, len(xt), batch_size):
+            f, lg = model((to_input or to_model_range)(xt[i:i + batch_size]).to(device))
+            feats.append(f.double().cpu())
+            logits.append(lg.double().cpu())
+            shown.update(min(batch_size, len(xt) - i))
+            if isinstance(x, np.ndarray):
+                release(x)  # a memory map larger than memory: only the batch in hand stays resident
     return torch.cat(feats).numpy(), torch.cat(logits).numpy()
 
 
@@ -121,16 +143,16 @@ def load_classifier(path: str | Path) -> nn.Module:
     return model.eval()
 
 
-def _classifier(prepared_dir: Path, **_) -> Extractor:
+def _classifier(prepared_dir: Path, device: str | torch.device = "cpu", **_) -> Extractor:
     path = Path(prepared_dir) / "classifier.pt"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: the classifier extractor needs labelled images "
                                 "(rerun the prepare stage, or use the pixels extractor for unlabelled data)")
     model = load_classifier(path)
-    return Extractor("classifier", lambda x: features_and_logits(model, x))
+    return Extractor("classifier", lambda x, desc=None: features_and_logits(model, x, device=device, desc=desc))
 
 
-def _stacked_digits(prepared_dir: Path, **_) -> Extractor:
+def _stacked_digits(prepared_dir: Path, device: str | torch.device = "cpu", **_) -> Extractor:
     """Stacked MNIST: the digit classifier on every channel.  Features: the channels' 128-d
     features side by side; logits: the joint log-probability of each of the 10**C digit
     combinations, sum over channels of log softmax, indexed 100 * d0 + 10 * d1 + d2 (the data
@@ -142,10 +164,11 @@ def _stacked_digits(prepared_dir: Path, **_) -> Extractor:
                                 "prepare trains for prepare.dataset=stacked_mnist")
     model = load_classifier(path)
 
-    def fn(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def fn(x: torch.Tensor, desc: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         feats, joint = [], None
         for c in range(x.shape[1]):
-            f, logits = features_and_logits(model, x[:, c:c + 1])
+            f, logits = features_and_logits(model, x[:, c:c + 1], device=device,
+                                            desc=f"{desc} (channel {c})" if desc else None)
             lp = logits - logits.max(1, keepdims=True)
             lp -= np.log(np.exp(lp).sum(1, keepdims=True))  # log softmax
             feats.append(f)

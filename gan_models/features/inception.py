@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -64,8 +65,34 @@ class _FIDInceptionE2(_FIDInceptionE):
     max_pool = True
 
 
+# How images reach the network's 299 x 299 input (prepare.inception_resize); every metrics file
+# names the mode, because FIDs after different resizes do not compare.
+RESIZE = {"bilinear": "bilinear to 299 x 299 on [-1, 1], as pytorch-fid (comparable with published FIDs)",
+          "clean": "quantised to uint8, then antialiased bicubic to 299 x 299 per channel in float, as clean-fid "
+                   "(Parmar et al. 2022)"}
+SIZE = 299
+
+
+def clean_resize(x: torch.Tensor) -> torch.Tensor:
+    """clean-fid's resize: (N, C, H, W) uint8 images (float ones in [-1, 1] are first quantised to
+    uint8, as clean-fid quantises generated images) -> float32 (N, C, 299, 299) in [-1, 1], each
+    channel resized by PIL's antialiased bicubic filter in float ("F") mode and clipped to [0, 255]."""
+    from PIL import Image
+
+    if x.dtype != torch.uint8:
+        x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    a = x.cpu().numpy()
+    out = np.empty((*a.shape[:2], SIZE, SIZE), np.float32)
+    for i in range(a.shape[0]):
+        for c in range(a.shape[1]):
+            img = Image.fromarray(a[i, c].astype(np.float32), mode="F").resize((SIZE, SIZE), Image.BICUBIC)
+            out[i, c] = np.asarray(img).clip(0, 255)
+    return torch.from_numpy(out) / 127.5 - 1
+
+
 class FIDInception(nn.Module):
-    """(N, C, H, W) in [-1, 1] -> (pool3 features (N, 2048), logits (N, 1008))."""
+    """(N, C, H, W) in [-1, 1] -> (pool3 features (N, 2048), logits (N, 1008)).  Inputs of any size
+    are resized bilinearly (pytorch-fid); inputs already 299 x 299 (``clean_resize``) pass as they are."""
 
     def __init__(self):
         super().__init__()
@@ -84,7 +111,8 @@ class FIDInception(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)  # grey -> RGB
-        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        if x.shape[-2:] != (SIZE, SIZE):
+            x = F.interpolate(x, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
         n = self.net
         for layer in (n.Conv2d_1a_3x3, n.Conv2d_2a_3x3, n.Conv2d_2b_3x3, n.maxpool1, n.Conv2d_3b_1x1,
                       n.Conv2d_4a_3x3, n.maxpool2, n.Mixed_5b, n.Mixed_5c, n.Mixed_5d, n.Mixed_6a, n.Mixed_6b,
@@ -125,11 +153,16 @@ def load_fid_inception(path: str | os.PathLike | None = None, url: str | None = 
     return model.eval()
 
 
-def _inception(prepared_dir: Path, weights: str | None = None, url: str | None = None,
-               batch_size: int = 50) -> Extractor:
-    """The FID Inception-v3 (pytorch-fid / torch-fidelity): 2048-d pool3 features, 1008 logits."""
+def _inception(prepared_dir: Path, weights: str | None = None, url: str | None = None, batch_size: int = 50,
+               resize: str = "bilinear", device: str | torch.device = "cpu") -> Extractor:
+    """The FID Inception-v3 (pytorch-fid / torch-fidelity): 2048-d pool3 features, 1008 logits, after
+    the ``resize`` of ``RESIZE``."""
+    if resize not in RESIZE:
+        raise ValueError(f"prepare.inception_resize must be one of {', '.join(RESIZE)}, got {resize!r}")
     model = load_fid_inception(weights, url)
-    return Extractor("inception", lambda x: features_and_logits(model, x, batch_size=batch_size))
+    to_input = clean_resize if resize == "clean" else None
+    return Extractor("inception", lambda x, desc=None: features_and_logits(
+        model, x, batch_size=batch_size, device=device, desc=desc, to_input=to_input), preprocessing=RESIZE[resize])
 
 
 EXTRACTORS.register("inception", _inception, "FID Inception-v3 (pytorch-fid weights file); comparable with "

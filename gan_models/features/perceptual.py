@@ -74,6 +74,7 @@ class PerceptualDistance:
     prepare: Callable[[torch.Tensor], torch.Tensor]  # images -> network input
     weights: list[torch.Tensor] | None  # per layer (C,) channel weights; None: all 1 (uncalibrated)
     files: dict[str, str]  # weight files read -> SHA-256 (recorded with the scores)
+    device: torch.device = torch.device("cpu")  # where the network and the batches run
 
     @torch.no_grad()
     def __call__(self, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor,
@@ -83,15 +84,15 @@ class PerceptualDistance:
             raise ValueError(f"perceptual distance of different shapes: {tuple(x.shape)} and {tuple(y.shape)}")
         out = []
         for i in range(0, len(x), batch_size):
-            fx = self.taps(self.prepare(x[i:i + batch_size]))
-            fy = self.taps(self.prepare(y[i:i + batch_size]))
-            d = torch.zeros(len(fx[0]), dtype=torch.float64)
+            fx = self.taps(self.prepare(x[i:i + batch_size].to(self.device)))
+            fy = self.taps(self.prepare(y[i:i + batch_size].to(self.device)))
+            d = torch.zeros(len(fx[0]), dtype=torch.float64, device=self.device)
             for layer, (a, b) in enumerate(zip(fx, fy)):
                 diff = (_unit(a) - _unit(b)) ** 2
                 if self.weights is not None:
                     diff = diff * self.weights[layer].view(1, -1, 1, 1)
                 d += diff.sum(1).mean((1, 2)).double()
-            out.append(d)
+            out.append(d.cpu())
         return torch.cat(out).numpy()
 
 
@@ -123,11 +124,11 @@ def lpips_input(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def lpips(net: str = "alex", weights: str | Path | None = None) -> PerceptualDistance:
+def lpips(net: str = "alex", weights: str | Path | None = None,
+          device: str | torch.device = "cpu") -> PerceptualDistance:
     """LPIPS with torchvision's ``net`` backbone (alex | vgg) from the local weights file ``weights``
-    (default: torch hub's checkpoints folder) and the package's calibrated linear layers."""
+    (default: torch hub's checkpoints folder) and the package's calibrated linear layers, on ``device``."""
     import torchvision
-
 
     if net not in BACKBONES:
         raise ValueError(f"unknown LPIPS network {net!r}; known: {', '.join(BACKBONES)}")
@@ -139,18 +140,20 @@ def lpips(net: str = "alex", weights: str | Path | None = None) -> PerceptualDis
     except Exception as e:
         raise ValueError(f"{wfile} is not torchvision's {builder} weights file ({type(e).__name__}: "
                          f"{str(e).splitlines()[0][:200]})") from None
-    body = model.features.eval().requires_grad_(False)
+    device = torch.device(device)
+    body = model.features.eval().requires_grad_(False).to(device)
     lin_file = lpips_linear_file(net)
     lin = torch.load(lin_file, map_location="cpu", weights_only=True)
-    w = [lin[f"lin{k}.model.1.weight"].flatten().double() for k in range(len(taps))]
+    w = [lin[f"lin{k}.model.1.weight"].flatten().double().to(device) for k in range(len(taps))]
     tap = _tapping(body, taps)
+    shift, scale = _SHIFT.to(device), _SCALE.to(device)
     return PerceptualDistance(
         f"lpips-{net}", f"lpips_{net}", lambda x: [f.double() for f in tap(x)],
-        lambda x: (lpips_input(x) - _SHIFT) / _SCALE, w,
-        {wfile.name: sha256_file(wfile), f"lpips/{lin_file.name}": sha256_file(lin_file)})
+        lambda x: (lpips_input(x) - shift) / scale, w,
+        {wfile.name: sha256_file(wfile), f"lpips/{lin_file.name}": sha256_file(lin_file)}, device)
 
 
-def classifier_pips(classifier_file: str | Path) -> PerceptualDistance:
+def classifier_pips(classifier_file: str | Path, device: str | torch.device = "cpu") -> PerceptualDistance:
     """The LPIPS construction on the data set's classifier, uncalibrated (equal weights)."""
     from .classifier import load_classifier
 
@@ -158,20 +161,23 @@ def classifier_pips(classifier_file: str | Path) -> PerceptualDistance:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: the clfpips distance needs the prepare stage's classifier "
                                 "(labelled images); for other data set evaluate.diversity.net: alex or vgg")
-    body = load_classifier(path).body.requires_grad_(False)
+    device = torch.device(device)
+    body = load_classifier(path).body.requires_grad_(False).to(device)
     tap = _tapping(body, CLASSIFIER_TAPS)
     return PerceptualDistance("clfpips", "clfpips", lambda x: [f.double() for f in tap(x)], to_model_range, None,
-                              {path.name: sha256_file(path)})
+                              {path.name: sha256_file(path)}, device)
 
 
-def distance_for(net: str, prepared_dir: str | Path, weights: str | Path | None = None) -> PerceptualDistance:
+def distance_for(net: str, prepared_dir: str | Path, weights: str | Path | None = None,
+                 device: str | torch.device = "cpu") -> PerceptualDistance:
     """The distance ``evaluate.diversity.net`` names: clfpips (``classifier``), lpips-alex, lpips-vgg."""
     if net == "classifier":
-        return classifier_pips(Path(prepared_dir) / "classifier.pt")
-    return lpips(net, weights)
+        return classifier_pips(Path(prepared_dir) / "classifier.pt", device)
+    return lpips(net, weights, device)
 
 
-def perceptual_network(kind: str, prepared_dir: Path, vgg_weights: str | None = None) -> torch.nn.Module:
+def perceptual_network(kind: str, prepared_dir: Path, vgg_weights: str | None = None,
+                       device: str | torch.device = "cpu") -> torch.nn.Module:
     """A frozen feature network for the perceptual loss term: images in [-1, 1] -> (B, F).
 
     classifier: the data set's own classifier (penultimate features).  vgg16: torchvision's VGG16
@@ -194,8 +200,8 @@ def perceptual_network(kind: str, prepared_dir: Path, vgg_weights: str | None = 
         vgg = torchvision.models.vgg16(weights=None)
         vgg.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         body = vgg.features[:16].eval()  # up to relu3_3
-        mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-        std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1)
 
         def net(x):
             x = (x + 1) / 2
@@ -208,5 +214,5 @@ def perceptual_network(kind: str, prepared_dir: Path, vgg_weights: str | None = 
     else:
         raise ValueError(f"unknown perceptual network {kind!r}; known: classifier, vgg16")
     for m in modules:
-        m.eval().requires_grad_(False)
+        m.eval().requires_grad_(False).to(device)
     return net

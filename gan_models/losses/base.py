@@ -40,6 +40,16 @@ class Context(Protocol):
 
     def batch(self) -> Batch: ...
 
+    # Optional: the loss to call backward on (the training loop's gradient scaler under fp16 mixed
+    # precision); a context without it backpropagates the loss as it is (``backward``).
+    # def scale(self, loss: torch.Tensor) -> torch.Tensor: ...
+
+
+def backward(ctx: Any, loss: torch.Tensor) -> None:
+    """``loss.backward()``, scaled first by the context's ``scale`` when it has one (fp16)."""
+    scale = getattr(ctx, "scale", None)
+    (scale(loss) if scale is not None else loss).backward()
+
 
 @dataclass(frozen=True)
 class Tricks:
@@ -129,12 +139,12 @@ class GANLoss:
     # -- phases ------------------------------------------------------------------------------
     def accumulate_gradients(self, phase: str, G: nn.Module, D: nn.Module, ctx: Context) -> Stats:
         if phase == "D":
-            return self._d_phase(G, D, ctx.batch(), getattr(ctx, "step", 0))
+            return self._d_phase(G, D, ctx.batch(), getattr(ctx, "step", 0), ctx)
         if phase == "G":
             return self._g_phase(G, D, ctx)
         raise ValueError(f"unknown phase {phase!r}; phases are 'D' and 'G'")
 
-    def _d_phase(self, G, D, b: Batch, step: int = 0) -> Stats:
+    def _d_phase(self, G, D, b: Batch, step: int = 0, ctx: Any = None) -> Stats:
         with torch.no_grad():
             fake = G(b.z, b.fake_labels)
         t = self.tricks
@@ -162,7 +172,7 @@ class GANLoss:
             aux = F.cross_entropy(r["aux"], b.real_labels) + F.cross_entropy(f["aux"], b.fake_labels)
             stats["loss/D_aux"] = aux.detach()
             loss = loss + self.tricks.aux_weight * aux
-        loss.backward()
+        backward(ctx, loss)
         return stats
 
     def _g_phase(self, G, D, ctx: Context) -> Stats:
@@ -198,7 +208,7 @@ class GANLoss:
             perc = (real_feats.mean(0) - self.perceptual_net(fake).mean(0)).pow(2).sum()
             stats["loss/G_perceptual"] = perc.detach()
             loss = loss + t.perceptual_weight * perc
-        loss.backward()
+        backward(ctx, loss)
         stats["loss/G"] = loss.detach()
         return stats
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from .adversarial import BCELoss, LSGANLoss
-from .base import LOSSES, GANLoss
+from .base import LOSSES, GANLoss, backward
 
 
 def _adversarial(name: str) -> GANLoss:
@@ -94,7 +94,7 @@ class Pix2PixLoss(GANLoss):
                 fake = G(b.source)
             r, f = D(torch.cat([b.source, b.real], 1)), D(torch.cat([b.source, fake], 1))
             loss = self.d_objective(r, f)
-            loss.backward()
+            backward(ctx, loss)
             return {"loss/D": loss.detach(), "D/real": self._score(r.detach()), "D/fake": self._score(f.detach())}
         if phase != "G":
             raise ValueError(f"unknown phase {phase!r}; phases are 'D' and 'G'")
@@ -102,7 +102,7 @@ class Pix2PixLoss(GANLoss):
         out = D(torch.cat([b.source, fake], 1))
         adv, l1 = self.g_objective(out), _l1(fake, b.real)
         loss = adv + self.l1_weight * l1
-        loss.backward()
+        backward(ctx, loss)
         return {"loss/G": loss.detach(), "loss/G_adv": adv.detach(), "loss/G_L1": l1.detach(),
                 "D/fake_G": self._score(out.detach())}
 
@@ -152,7 +152,7 @@ class CycleGANLoss(GANLoss):
                 fake_b, fake_a = self.pool_b.query(G.ab(a)), self.pool_a.query(G.ba(b))
             rb, fb, ra, fa = D.b(b), D.b(fake_b), D.a(a), D.a(fake_a)
             loss_b, loss_a = self.d_objective(rb, fb), self.d_objective(ra, fa)
-            (loss_b + loss_a).backward()
+            backward(ctx, loss_b + loss_a)
             return {"loss/D": loss_b.detach(), "loss/D_A": loss_a.detach(), "D/real": self._score(rb.detach()),
                     "D/fake": self._score(fb.detach()), "D_A/real": self._score(ra.detach()),
                     "D_A/fake": self._score(fa.detach())}
@@ -166,7 +166,7 @@ class CycleGANLoss(GANLoss):
         if "identity" in t:
             loss = loss + self.cycle_weight * self.identity_weight * t["identity"]
             stats["loss/G_identity"] = t["identity"].detach()
-        loss.backward()
+        backward(ctx, loss)
         stats["loss/G"] = loss.detach()
         return stats
 

@@ -101,6 +101,8 @@ def _kl_to_uniform(p: np.ndarray) -> float:
 
 
 
+score("extractor_accuracy", "clf. accuracy", None, ".1%", summary=True,
+      description="held-out accuracy of the classifier the features come from: how much its FID can say")
 score("is_mean", "IS", "higher", ".3g", summary=True, description="Inception score on the extractor's logits")
 score("is_std", "IS std", None, ".2g", table=False)
 score("modes_covered", "modes", "higher", ".3g", summary=True)

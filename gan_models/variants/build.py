@@ -203,9 +203,9 @@ def memory_format(kind: str) -> torch.memory_format:
     return torch.channels_last if kind == "image" else torch.contiguous_format
 
 
-def generator_from_checkpoint(ckpt: dict[str, Any]) -> tuple[nn.Module, int]:
+def generator_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> tuple[nn.Module, int]:
     """Rebuild a checkpoint's generator (its EMA weights when kept) from the architecture it
-    records; returns (G, z_dim).  ``G.n_classes > 0`` means it wants labels."""
+    records, on ``device``; returns (G, z_dim).  ``G.n_classes > 0`` means it wants labels."""
     d = ckpt["data"]
     src = d.get("source_shape")
     info = DataInfo(d["kind"], tuple(d["shape"]), int(d.get("n_classes", 0)), translation=d.get("task"),
@@ -216,4 +216,4 @@ def generator_from_checkpoint(ckpt: dict[str, Any]) -> tuple[nn.Module, int]:
     gan.G.load_state_dict(ckpt["G_ema"] if ckpt.get("G_ema") is not None else ckpt["G"])
     if hasattr(gan.G, "set_progress"):  # progressive growing: the resolution reached at this step
         gan.G.set_progress(min(1.0, ckpt["step"] / max(1, ckpt["train"]["steps"])))
-    return gan.G.eval(), gan.z_dim
+    return gan.G.to(device).eval(), gan.z_dim

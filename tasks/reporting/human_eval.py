@@ -153,7 +153,7 @@ def write_study(folder: Path, real: np.ndarray, fake: np.ndarray, seed: int, met
     return json.loads((folder / STUDY).read_text())
 
 
-def create_study(layout: Layout, variant: str, n: int, seed: int) -> dict[str, Any]:
+def create_study(layout: Layout, variant: str, n: int, seed: int, device: str = "cpu") -> dict[str, Any]:
     """n/2 held-out images drawn with ``seed`` and n/2 samples of the selected checkpoint with
     noise from ``seed``, written by ``write_study``."""
     from gan_models.training import sample
@@ -174,7 +174,7 @@ def create_study(layout: Layout, variant: str, n: int, seed: int) -> dict[str, A
     rng = np.random.default_rng(seed)
     real_idx = np.sort(rng.choice(len(prep.held_x), n // 2, replace=False))
     real = np.ascontiguousarray(prep.held_x[real_idx].transpose(0, 2, 3, 1))  # (N, C, H, W) -> (N, H, W, C)
-    G, z_dim = generator_from_checkpoint(ckpt)
+    G, z_dim = generator_from_checkpoint(ckpt, device)
     fake = to_uint8(sample(G, n // 2, z_dim, seed))
     folder = study_dir(layout, variant)
     meta = {"variant": variant, "checkpoint_sha256": selection["best_sha256"], "step": int(ckpt["step"]),
@@ -201,7 +201,8 @@ def load_study(folder: Path) -> dict[str, Any]:
     return record
 
 
-def open_study(layout: Layout, variant: str, n: int | None, seed: int | None, default_seed: int) -> dict[str, Any]:
+def open_study(layout: Layout, variant: str, n: int | None, seed: int | None, default_seed: int,
+               device: str = "cpu") -> dict[str, Any]:
     """The variant's study: the stored one when it shows the selected checkpoint (and matches
     ``n`` / ``seed`` when given), else a new one (``n`` default 100, ``seed`` default
     ``default_seed``).  Refuses a stored study of another checkpoint rather than mix answers."""
@@ -214,7 +215,8 @@ def open_study(layout: Layout, variant: str, n: int | None, seed: int | None, de
         if (folder / IMAGES).exists():  # an unfinished study (crashed while writing): its images are orphans
             for p in (folder / IMAGES).iterdir():
                 p.unlink()
-        return create_study(layout, variant, DEFAULT_N if n is None else n, default_seed if seed is None else seed)
+        return create_study(layout, variant, DEFAULT_N if n is None else n, default_seed if seed is None else seed,
+                            device)
     study = load_study(folder)
     keep = f"move {folder} away (e.g. mv {folder} {folder}-{study['checkpoint_sha256'][:12]}) to start a new one"
     if study["checkpoint_sha256"] != selected:
@@ -487,7 +489,7 @@ PAGE = (Path(__file__).with_name("human_eval.html")).read_text(encoding="utf-8")
 
 
 def serve(layout: Layout, variant: str, n: int | None, seed: int | None, default_seed: int,
-          host: str = "127.0.0.1", port: int = 8000) -> None:
+          host: str = "127.0.0.1", port: int = 8000, device: str = "cpu") -> None:
     """Serve the variant's study (made now, or the existing one) until Ctrl-C or SIGTERM; the
     answers are on disk as they arrive.  A port in use, or no selected checkpoint, fails before a
     study is made."""
@@ -498,7 +500,7 @@ def serve(layout: Layout, variant: str, n: int | None, seed: int | None, default
     server = make_server(host, port)
     try:
         with serving_lock(folder):
-            open_study(layout, variant, n, seed, default_seed)
+            open_study(layout, variant, n, seed, default_seed, device)
             server.study = study = Study(folder)
             rec = study.record
             answered = sum(len(a) for a in study.answers.values())

@@ -21,7 +21,7 @@ from gan_models.files import sha256_file
 
 from ..config import Params
 from ..records import code_version
-from ..runtime import file_lock, resolved_threads
+from ..runtime import file_lock, resolve_device, resolved_threads
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +172,7 @@ def reproducibility_tags(params: Params, root: Path = Path(".")) -> dict[str, st
     lock = Path(root) / "dvc.lock"
     return {"code_version": code_version(), "seed": str(params.seed),
             "threads": str(resolved_threads(params.train.threads, params.train.parallel)),
+            "device": str(resolve_device(params.device)), "amp": params.train.amp,
             "dvc_lock_sha256": sha256_file(lock) if lock.exists() else "none",
             "packages": json.dumps(package_versions()), "plugins": json.dumps(plugin_records()),
             **source_tags()}
@@ -227,7 +228,7 @@ class Tracker:
                 **repro, "mlflow.parentRunId": tracker.parent_run_id, "mlflow.runName": v, "variant": v})
             tracker.child_run_ids[v] = run.info.run_id
             vflat = _flatten({"variant": v, "seed": params.seed, "steps": params.variant_steps(v),
-                              "spec": params.variant_spec(v),
+                              "spec": params.variant_spec(v).to_dict(),
                               "train": {k: val for k, val in params.to_dict()["train"].items()
                                         if k != "variants"}})
             tracker._log_params(run.info.run_id, vflat, Param)

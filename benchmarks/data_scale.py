@@ -1,0 +1,108 @@
+"""Prepare at the scale of real data sets: wall time and peak memory of ``python -m flows prepare``
+on generated folders of RGB JPEGs in 10 class folders (``benchmarks/folder_data.py``), against
+the data size, for this code and (``--before COMMIT``) an earlier commit, side by side in one run.
+
+    python -m benchmarks.data_scale --sizes 5000 50000 200000 --px 32 64 --before 55aac76 \\
+        --out reports/benchmarks/data_scale.json
+
+Each prepare runs in a fresh project folder, alone on the machine, under ``/usr/bin/time -v``:
+"peak RSS" is the prepare process's own maximum resident set (the decoding workers, separate
+processes, are reported apart), beside that of a bare ``python -c "import torch"`` measured the
+same way.  A run that passes ``--timeout`` seconds is stopped and reported as not finished."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _time_v(cmd: list[str], cwd: Path, timeout: float, env: dict | None = None) -> dict:
+    t0 = time.time()
+    try:
+        proc = subprocess.run(["/usr/bin/time", "-v", *cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **(env or {})})
+    except subprocess.TimeoutExpired:
+        return {"finished": False, "wall_s": round(time.time() - t0, 1)}
+    err = proc.stderr
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", err).group(1)) * 1024
+    return {"finished": proc.returncode == 0, "rc": proc.returncode, "wall_s": round(time.time() - t0, 1),
+            "peak_rss_bytes": rss, "tail": err[-1500:] if proc.returncode else ""}
+
+
+def bare_torch_rss() -> int:
+    return _time_v([sys.executable, "-c", "import torch"], ROOT, 120)["peak_rss_bytes"]
+
+
+def run_prepare(code: Path, folder: Path, old: bool, timeout: float) -> dict:
+    """``flows prepare`` of ``code`` (a checkout) on ``folder`` in a fresh project; old code
+    takes classifier_epochs (8, its default) where the new takes classifier_samples (its default)."""
+    with tempfile.TemporaryDirectory(prefix="scale-") as proj:
+        params = {"seed": 0, "prepare": {"dataset": "folder", "root": str(folder)},
+                  "train": {"variants": {"dcgan": {}}}, "tracking": {"enabled": False}}
+        Path(proj, "params.yaml").write_text(yaml.safe_dump(params))
+        env = {"PYTHONPATH": str(code), "PREFECT_HOME": str(Path(proj) / ".prefect")}
+        out = _time_v([sys.executable, "-m", "flows", "prepare", "--quiet"], Path(proj), timeout, env)
+        manifest = Path(proj, "data/prepared/manifest.json")
+        if manifest.exists():
+            m = json.loads(manifest.read_text())
+            ex = m.get("extractor") or {}
+            out.update({"content_hash": m["content_hash"], "classifier_accuracy": ex.get("heldout_accuracy"),
+                        "independent_accuracy": (m.get("independent") or {}).get("heldout_accuracy"),
+                        "prepared_bytes": sum(f.stat().st_size for f in Path(proj, "data/prepared").iterdir())})
+        return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[5000, 50000])
+    p.add_argument("--px", type=int, nargs="+", default=[32])
+    p.add_argument("--before", default=None, help="an earlier commit to measure side by side")
+    p.add_argument("--data", default="/tmp/scale-data", help="where the generated folders are kept")
+    p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--out", default="reports/benchmarks/data_scale.json")
+    a = p.parse_args()
+    from benchmarks.folder_data import make_folder
+
+    codes = {"this code": ROOT}
+    if a.before:
+        old = Path(tempfile.mkdtemp(prefix="before-"))
+        subprocess.run(["git", "worktree", "add", "--detach", str(old), a.before], cwd=ROOT, check=True,
+                       capture_output=True)
+        codes[f"before ({a.before})"] = old
+    rows = []
+    try:
+        for px in a.px:
+            for n in a.sizes:
+                folder = Path(a.data) / f"rgb{px}_{n}"
+                if not folder.exists():
+                    t0 = time.time()
+                    make_folder(folder, n, size=px)
+                    print(f"generated {folder} in {time.time() - t0:.0f} s", flush=True)
+                pixels = n * 3 * px * px
+                for label, code in codes.items():
+                    r = run_prepare(code, folder, label != "this code", a.timeout)
+                    rows.append({"code": label, "n": n, "px": px, "pixel_bytes": pixels, **r})
+                    print(json.dumps(rows[-1]), flush=True)
+        out = {"bare_torch_rss_bytes": bare_torch_rss(), "cpus": os.cpu_count(), "rows": rows,
+               "command": " ".join(sys.argv)}
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(out, indent=2) + "\n")
+        print(f"written: {a.out}")
+    finally:
+        if a.before:
+            subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, capture_output=True)
+
+
+if __name__ == "__main__":
+    main()
