@@ -227,7 +227,7 @@ class Tracker:
                 **repro, "mlflow.parentRunId": tracker.parent_run_id, "mlflow.runName": v, "variant": v})
             tracker.child_run_ids[v] = run.info.run_id
             vflat = _flatten({"variant": v, "seed": params.seed, "steps": params.variant_steps(v),
-                              "spec": params.variant_spec(v),
+                              "spec": params.variant_spec(v).to_dict(),
                               "train": {k: val for k, val in params.to_dict()["train"].items()
                                         if k != "variants"}})
             tracker._log_params(run.info.run_id, vflat, Param)
