@@ -150,7 +150,7 @@ def _check_rerun(client, proj, uri, children):
     assert (proj / "reruns" / child.info.run_id / "metrics" / "dcgan.json").read_text() == \
         (proj / "metrics" / "dcgan.json").read_text()
     # Other code than the recorded commit: refused, naming the commit, nothing run.
-    f = proj / "tasks" / "compare.py"
+    f = proj / "tasks" / "reporting" / "compare.py"
     original = f.read_text()
     f.write_text(original + "\n# changed\n")
     proc = cli("rerun", child.info.run_id, cwd=proj, env={"MLFLOW_TRACKING_URI": uri})

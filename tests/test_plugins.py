@@ -356,9 +356,9 @@ def test_example_plugin_installed_with_pip_runs_end_to_end(tmp_path, isolated_st
     # compared like a built-in: `flows compare` ranks both variants with their FID from MLflow
     proc = cli("compare", cwd=proj, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    from tasks.reporting.compare import COLUMNS
+    from gan_models.metrics import SCORES
 
-    fid_format = next(fmt for _, key, fmt in COLUMNS if key == "fid")
+    fid_format = SCORES.get("fid").fmt
     rows = {t[1]: t for t in (line.split() for line in proc.stdout.splitlines()) if t[1:2] in (["film_cgan"], ["mlp"])}
     assert sorted(rows) == ["film_cgan", "mlp"], proc.stdout
     for v, run in (("film_cgan", film), ("mlp", mlp)):
