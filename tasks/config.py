@@ -403,11 +403,13 @@ def check_inputs(params: Params) -> None:
 def _check_device(name: str) -> None:
     import torch
 
+    if name == "auto":
+        return
     try:
         dev = torch.device(name)
     except RuntimeError:
         raise ConfigError(f"device: {name!r} is not a device; use cpu, auto, cuda or cuda:N") from None
-    if name == "auto" or dev.type == "cpu":
+    if dev.type == "cpu":
         return
     if dev.type != "cuda":
         raise ConfigError(f"device: {name!r} is not supported; use cpu, auto, cuda or cuda:N")

@@ -58,7 +58,6 @@ def _distributed(device_setting: str) -> tuple[int, int, torch.device | None]:
 def train(params: Params, variant: str, layout: Layout = Layout(), *,
           on_log: Callable[[int, dict[str, float]], None] | None = None,
           progress: bool = True, position: int | None = None) -> dict[str, Any]:
-    cfg = params.train
     rank, world, dist_device = _distributed(params.device)
     try:
         return _train(params, variant, layout, on_log=on_log, progress=progress and rank == 0,

@@ -95,3 +95,26 @@ def test_generated_documents_are_accepted_or_refused_cleanly(tmp_path, path, val
     if code == 2:
         assert err.startswith("error: ") and len(err.strip()) > len("error: ")
     assert "Traceback" not in err
+
+
+def test_the_device_and_mixed_precision_settings(project):
+    import torch
+
+    from tasks.config import ConfigError, load_params
+    from tasks.runtime import resolve_device
+
+    p = load_params(project / "params.yaml", ["device=auto", "train.amp=off"])  # a bare YAML off reads as false
+    assert p.device == "auto" and p.train.amp == "off"
+    assert resolve_device(p.device).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert load_params(project / "params.yaml", ["train.amp=bf16"]).train.amp == "bf16"
+    with pytest.raises(ConfigError, match=r"train.amp"):
+        load_params(project / "params.yaml", ["train.amp=fp8"])
+    with pytest.raises(ConfigError, match=r"device: 'tpu' is not a device"):
+        load_params(project / "params.yaml", ["device=tpu"])
+
+
+@pytest.mark.parametrize("old,new", [("train.device=cpu", "set device instead"),
+                                     ("prepare.classifier_epochs=8", "set prepare.classifier_samples instead")])
+def test_a_moved_setting_is_refused_naming_where_it_went(project, old, new):
+    proc = cli("check", "--set", old, cwd=project)
+    assert proc.returncode == 2 and new in proc.stderr and "Traceback" not in proc.stderr
