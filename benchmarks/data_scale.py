@@ -44,15 +44,21 @@ def bare_torch_rss() -> int:
     return _time_v([sys.executable, "-c", "import torch"], ROOT, 120)["peak_rss_bytes"]
 
 
-def run_prepare(code: Path, folder: Path, old: bool, timeout: float) -> dict:
-    """``flows prepare`` of ``code`` (a checkout) on ``folder`` in a fresh project; old code
-    takes classifier_epochs (8, its default) where the new takes classifier_samples (its default)."""
-    with tempfile.TemporaryDirectory(prefix="scale-") as proj:
+def run_prepare(code: Path, folder: Path, old: bool, timeout: float, train_steps: int = 0) -> dict:
+    """``flows prepare`` of ``code`` (a checkout) on ``folder`` in a fresh project, each with its
+    defaults (the old code: 8 classifier epochs; this code: 36,000 classifier samples); then, with
+    ``train_steps``, ``flows train`` of a DCGAN for that many steps on the prepared data."""
+    with tempfile.TemporaryDirectory(prefix="scale-", dir=Path(folder).parent) as proj:
         params = {"seed": 0, "prepare": {"dataset": "folder", "root": str(folder)},
-                  "train": {"variants": {"dcgan": {}}}, "tracking": {"enabled": False}}
+                  "train": {"steps": max(train_steps, 1), "checkpoint_every": max(train_steps, 1),
+                            "variants": {"dcgan": {}}}, "tracking": {"enabled": False}}
         Path(proj, "params.yaml").write_text(yaml.safe_dump(params))
         env = {"PYTHONPATH": str(code), "PREFECT_HOME": str(Path(proj) / ".prefect")}
         out = _time_v([sys.executable, "-m", "flows", "prepare", "--quiet"], Path(proj), timeout, env)
+        if train_steps and out["finished"]:
+            t = _time_v([sys.executable, "-m", "flows", "train", "--variant", "dcgan", "--quiet"], Path(proj), timeout,
+                        env)
+            out["train"] = {"steps": train_steps, **{k: v for k, v in t.items() if k != "tail"}}
         manifest = Path(proj, "data/prepared/manifest.json")
         if manifest.exists():
             m = json.loads(manifest.read_text())
@@ -70,6 +76,10 @@ def main() -> None:
     p.add_argument("--before", default=None, help="an earlier commit to measure side by side")
     p.add_argument("--data", default="/tmp/scale-data", help="where the generated folders are kept")
     p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--before-timeout", type=float, default=1200, help="the earlier commit's limit per prepare")
+    p.add_argument("--before-sizes", type=int, nargs="*", default=None,
+                   help="sizes (any px) the earlier commit prepares (default: all)")
+    p.add_argument("--train-steps", type=int, default=100, help="then train a DCGAN this long on this code's data")
     p.add_argument("--out", default="reports/benchmarks/data_scale.json")
     a = p.parse_args()
     from benchmarks.folder_data import make_folder
@@ -91,7 +101,11 @@ def main() -> None:
                     print(f"generated {folder} in {time.time() - t0:.0f} s", flush=True)
                 pixels = n * 3 * px * px
                 for label, code in codes.items():
-                    r = run_prepare(code, folder, label != "this code", a.timeout)
+                    old = label != "this code"
+                    if old and a.before_sizes is not None and n not in a.before_sizes:
+                        continue
+                    r = run_prepare(code, folder, old, a.before_timeout if old else a.timeout,
+                                    0 if old else a.train_steps)
                     rows.append({"code": label, "n": n, "px": px, "pixel_bytes": pixels, **r})
                     print(json.dumps(rows[-1]), flush=True)
         out = {"bare_torch_rss_bytes": bare_torch_rss(), "cpus": os.cpu_count(), "rows": rows,

@@ -434,7 +434,7 @@ def generate(G: nn.Module, z: torch.Tensor, y: torch.Tensor | None = None, batch
              device: str | torch.device | None = None) -> torch.Tensor:
     """``G``'s outputs for inputs ``z`` (and conditions ``y``), batch by batch on ``device`` (default:
     where G's weights are), back on the CPU."""
-    device = device if device is not None else next(G.parameters()).device
+    device = device if device is not None else next(G.parameters(), torch.empty(0)).device
     was_training = G.training
     G.eval()
     try:

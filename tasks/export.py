@@ -139,7 +139,7 @@ TRAVERSAL_DIMS, TRAVERSAL_BASES, TRAVERSAL_PROBES = 6, 2, 16
 def _device(G: torch.nn.Module) -> torch.device:
     """Where ``G`` runs (the configured device): inputs go there, images come back to the CPU
     (``generate`` does both itself)."""
-    return next(G.parameters()).device
+    return next(G.parameters(), torch.empty(0)).device
 
 
 @torch.no_grad()

@@ -23,7 +23,7 @@ TINY = {
     "device": "cpu",
     "prepare": {"dataset": "digits", "classifier_samples": 3234},
     "train": {"steps": 20, "batch_size": 16, "checkpoint_every": 10, "log_every": 5, "parallel": 2,
-              "threads": None,
+              "threads": None, "amp": "off",
               "variants": {"mlp": {"generator": {"hidden": [32]}, "discriminator": {"hidden": [32]}, "z_dim": 8},
                            "dcgan": {"generator": {"width": 8}, "discriminator": {"width": 8}, "z_dim": 8}}},
     "select": {"n_samples": 100},
