@@ -28,16 +28,44 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _time_v(cmd: list[str], cwd: Path, timeout: float, env: dict | None = None) -> dict:
+    """Run ``cmd`` under ``/usr/bin/time -v``: wall time and the process's peak RSS (the kernel's
+    own maximum); a run past ``timeout`` is stopped (its whole process group) and reported with
+    the largest RSS seen by sampling every 0.2 s."""
+    import signal
+    import threading
+
+    import psutil
+
     t0 = time.time()
+    proc = subprocess.Popen(["/usr/bin/time", "-v", *cmd], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, **(env or {})}, start_new_session=True)
+    sampled = {"rss": 0, "workers": 0}
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(0.2):
+            try:
+                kids = psutil.Process(proc.pid).children()
+                main = kids[0] if kids else None
+                if main is not None:
+                    sampled["rss"] = max(sampled["rss"], main.memory_info().rss)
+                    workers = [c.memory_info().rss for c in main.children(recursive=True)]
+                    sampled["workers"] = max([sampled["workers"], *workers])
+            except (psutil.Error, IndexError):
+                pass
+    threading.Thread(target=sample, daemon=True).start()
     try:
-        proc = subprocess.run(["/usr/bin/time", "-v", *cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, **(env or {})})
+        _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"finished": False, "wall_s": round(time.time() - t0, 1)}
-    err = proc.stderr
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        done.set()
+        return {"finished": False, "wall_s": round(time.time() - t0, 1), "peak_rss_sampled_bytes": sampled["rss"]}
+    done.set()
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", err).group(1)) * 1024
     return {"finished": proc.returncode == 0, "rc": proc.returncode, "wall_s": round(time.time() - t0, 1),
-            "peak_rss_bytes": rss, "tail": err[-1500:] if proc.returncode else ""}
+            "peak_rss_bytes": rss, "worker_peak_rss_sampled_bytes": sampled["workers"],
+            "tail": err[-1500:] if proc.returncode else ""}
 
 
 def bare_torch_rss() -> int:
