@@ -23,11 +23,13 @@ import copy
 import math
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
 from .data.base import to_model_range
 from .losses import Batch
+from .mapped import take_rows
 from .networks import conditioning
 from .networks.conditioning import balanced_labels
 from .variants import GAN, memory_format
@@ -36,6 +38,9 @@ LogFn = Callable[[int, dict[str, float]], None]
 # Mixed precision (train.amp): the autocast dtype of each setting.
 AMP = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 CheckpointFn = Callable[[int, dict[str, Any]], None]
+
+
+MAX_SKIPPED_IN_A_ROW = 50  # mixed precision: this many skipped updates in a row is divergence
 
 
 class DivergenceError(RuntimeError):
@@ -96,11 +101,12 @@ def _mean_pairwise_distance(x: torch.Tensor) -> float:
 class Trainer:
     """Holds networks, optimizers, RNG and step; ``run`` trains up to a number of steps."""
 
-    def __init__(self, gan: GAN, data: torch.Tensor, *, batch_size: int, seed: int,
+    def __init__(self, gan: GAN, data: torch.Tensor | np.ndarray, *, batch_size: int, seed: int,
                  device: str | torch.device = "cpu", conditions: torch.Tensor | None = None,
                  source: torch.Tensor | None = None, amp: str = "off"):
-        """``data``: the training images (the target domain of a translation variant), a tensor
-        (possibly over a memory-mapped array: batches are gathered from it as they are drawn);
+        """``data``: the training images (the target domain of a translation variant), a tensor or
+        an array (a memory-mapped one is read batch by batch as batches are drawn, see
+        ``mapped.take_rows``);
         ``conditions``: what a conditional G is given per sample: class labels (N,), or for a
         multi-input variant the (N, columns) rows of ``conditioning.table``;
         ``source``: a translation variant's input images (paired: source[i] belongs to data[i]);
@@ -136,7 +142,7 @@ class Trainer:
         # EMA of G's weights (sampling uses it when kept): a copy updated after every G step.
         self.G_ema = copy.deepcopy(gan.G).eval().requires_grad_(False) if gan.spec.ema > 0 else None
         self.device = torch.device(device)
-        self.memory_format = memory_format("image" if data.dim() == 4 else "points")
+        self.memory_format = memory_format("image" if data.ndim == 4 else "points")
         self.G = gan.G.to(self.device, memory_format=self.memory_format)
         self.D = gan.D.to(self.device, memory_format=self.memory_format)
         if self.G_ema is not None:
@@ -168,6 +174,7 @@ class Trainer:
                         if amp == "fp16" else None)
         self._scaler = None  # the scaler of the phase in progress (``scale``)
         self.skipped_steps = 0
+        self._skipped_in_a_row: dict[str, int] = {}  # per network
         # Fixed probes for the diagnostics, from their own generator so they consume nothing.
         probe = torch.Generator().manual_seed(seed + 1)
         # G's fixed probe input: noise, or (below) input-domain images for a translation variant
@@ -175,7 +182,7 @@ class Trainer:
         probe_y = self.requested(64)
         self.probe_y = probe_y.to(self.device) if probe_y is not None else None
         n_probe = min(64, data.shape[0])
-        self.probe_real = to_model_range(data[torch.randperm(data.shape[0], generator=probe)[:n_probe]])
+        self.probe_real = to_model_range(self._take(torch.randperm(data.shape[0], generator=probe)[:n_probe]))
         self.real_diversity = _mean_pairwise_distance(self.probe_real)
         if self.translation:
             pick = torch.randperm(self.source.shape[0], generator=probe)[:64]
@@ -225,7 +232,8 @@ class Trainer:
             share = n // self.world  # a whole number of packs: batch_size is a multiple of world
             idx = idx[self.rank * share:(self.rank + 1) * share]
             z = z[self.rank * share:(self.rank + 1) * share]
-        real = to_model_range(self.data[idx]).to(self.device).contiguous(memory_format=self.memory_format)
+        # uint8 batches cross to the device as they are (a quarter of float32's bytes), then scaled
+        real = to_model_range(self._take(idx).to(self.device)).contiguous(memory_format=self.memory_format)
         z = z.to(self.device)
         y = self.conditions[idx].to(self.device) if self.conditions is not None else None
         source = None
@@ -235,6 +243,12 @@ class Trainer:
                 src_idx = src_idx[self.rank * share:(self.rank + 1) * share]
             source = to_model_range(self.source[src_idx]).to(self.device).contiguous(memory_format=self.memory_format)
         return Batch(real, y, z, y, source)
+
+    def _take(self, idx: torch.Tensor) -> torch.Tensor:
+        """The training images at ``idx``, a CPU tensor."""
+        if isinstance(self.data, np.ndarray):
+            return torch.from_numpy(take_rows(self.data, idx.numpy()))
+        return self.data[idx]
 
     def _set_progress(self, steps: int) -> None:
         """Networks that change with training progress (progressive growing) get step / total."""
@@ -312,6 +326,7 @@ class Trainer:
         G, D, loss = self.G, self.D, self.loss
         G.train()
         D.train()
+        skipped_before = self.skipped_steps
         stats: dict[str, torch.Tensor | float] = {}
         D.requires_grad_(True)
         for i in range(loss.d_steps):
@@ -338,8 +353,9 @@ class Trainer:
             return {}
         out = {k: float(v) for k, v in stats.items()}
         out["diversity/fake_over_real"] = self._diversity()
-        if self.amp != "off":  # a skipped step's losses may be inf: the count says so instead
-            out = {k: v for k, v in out.items() if math.isfinite(v)}
+        if self.amp != "off":
+            if self.skipped_steps > skipped_before:  # a skipped step's losses may be inf: the count says so
+                out = {k: v for k, v in out.items() if math.isfinite(v)}
             out["amp/skipped_steps"] = float(self.skipped_steps)
         for k, v in out.items():
             if not math.isfinite(v):
@@ -371,13 +387,23 @@ class Trainer:
             before = scaler.get_scale()
             scaler.step(opt)  # skips the step when unscale_ found inf / NaN
             scaler.update()
-            self.skipped_steps += int(scaler.get_scale() < before)
-        elif self.amp != "off" and not all(bool(torch.isfinite(p.grad).all()) for p in net.parameters()
-                                           if p.grad is not None):
-            self.skipped_steps += 1
+            skipped = scaler.get_scale() < before
+        elif self.amp != "off":
+            grads = [p.grad.isfinite().all() for p in net.parameters() if p.grad is not None]
+            skipped = bool(grads) and not bool(torch.stack(grads).all())  # one device sync
+            if not skipped:
+                opt.step()
         else:
             opt.step()
+            skipped = False
         self._scaler = None
+        self.skipped_steps += int(skipped)
+        # A few skipped updates are what a gradient scaler does; updates skipped one after another
+        # without end are a diverged run, which would otherwise finish with frozen weights.
+        self._skipped_in_a_row[phase] = self._skipped_in_a_row.get(phase, 0) + 1 if skipped else 0
+        if self._skipped_in_a_row[phase] >= MAX_SKIPPED_IN_A_ROW:
+            raise DivergenceError(self.step, f"the {phase} gradient ({MAX_SKIPPED_IN_A_ROW} updates in a row "
+                                             "skipped under mixed precision)")
 
     @torch.no_grad()
     def _diversity(self) -> float:

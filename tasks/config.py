@@ -56,7 +56,7 @@ class PrepareConfig(_Section):
     inception_resize: Literal["bilinear", "clean"] = _(
         "bilinear", "how images reach Inception's 299 x 299: bilinear as pytorch-fid (comparable with published "
                     "FIDs), or clean: antialiased bicubic as clean-fid recommends (Parmar et al. 2022)")
-    workers: int | None = _(None, "processes decoding a folder's images; null: one per core", ge=1)
+    workers: int | None = _(None, "processes decoding a folder's images; null: one per core this process may use, at most 8", ge=1)
     inception_url: str | None = _(None, "download the Inception weights from here when missing (needs internet)")
     inputs: str | None = _(None, "folder only: CSV (file,name,...) or .npy of per-image inputs to condition on")
 
@@ -88,7 +88,7 @@ class TrainConfig(_Section):
     threads: int | None = _(None, "CPU threads per stage; null: cores // parallel", ge=1)
     amp: Literal["off", "bf16", "fp16"] = _(
         "off", "mixed precision for training: bf16 or fp16 (with a gradient scaler); a step whose gradients are not "
-               "finite is skipped and counted (train/amp_skipped_steps); metrics are always computed in float32")
+               "finite is skipped and counted (amp/skipped_steps, updates of G or D); metrics are always computed in float32")
     variants: dict[str, dict[str, Any]] = Field(
         default_factory=lambda: {"mlp": {}, "dcgan": {}},
         description="the variants to train, by name: a preset's name (`python -m flows variants`), or any name "
@@ -355,10 +355,26 @@ def _check_images(root: Path) -> int:
     return len(files)
 
 
+def _check_fp16(name: str, spec: V.VariantSpec) -> None:
+    """Penalties that take gradients inside the loss (R1, WGAN-GP, unrolled D) do it unscaled, and
+    fp16 can underflow those gradients to zero: refused, with what to use instead."""
+    t = spec.tricks
+    found = [what for what, on in (("tricks.r1", t.r1 > 0), ("tricks.unrolled_steps", t.unrolled_steps > 0),
+                                   ("loss wgan_gp", spec.loss.name == "wgan_gp"
+                                    and float(spec.loss.options.get("gp_weight", 10.0)) > 0)) if on]
+    if found:
+        raise ConfigError(f"train.amp=fp16 with variant {name!r}'s {', '.join(found)}: its gradients inside the loss "
+                          "are not scaled and fp16 can underflow them to zero; set train.amp: bf16 (float32's "
+                          "range, no scaling needed) or off")
+
+
 def check_inputs(params: Params) -> None:
     """What can be known before any work: the device exists, data folders and weight files exist,
     the training split is at least one batch."""
     _check_device(params.device)
+    if params.train.amp == "fp16":
+        for name in params.variant_names:
+            _check_fp16(name, params.variant_spec(name))
     div = params.evaluate.diversity
     if div.net in ("alex", "vgg"):
         from gan_models.features.perceptual import BACKBONES, weights_path

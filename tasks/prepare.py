@@ -33,6 +33,8 @@ from .stages import stage_fingerprint
 
 log = logging.getLogger(__name__)
 
+MAX_DEFAULT_WORKERS = 8  # prepare.workers: null decodes with one process per available core, up to this
+
 
 def prepare(params: Params, layout: Layout = Layout()) -> dict[str, Any]:
     configure_threads(params.train.threads, params.train.parallel)
@@ -61,7 +63,8 @@ def _prepare_into(params: Params, layout: Layout, fp, tmp: Path) -> dict[str, An
     loader = DATASETS.get(cfg.dataset)
     extra = {"inputs": cfg.inputs} if cfg.inputs is not None else {}
     accepted = inspect.signature(loader).parameters
-    for name, value in (("workers", cfg.workers or os.cpu_count() or 1), ("scratch", str(tmp))):
+    for name, value in (("workers", cfg.workers or min(MAX_DEFAULT_WORKERS, len(os.sched_getaffinity(0)))),
+                        ("scratch", str(tmp))):
         if name in accepted:  # the folder loader's: decoding processes, a folder for the decoded images
             extra[name] = value
     raw = loader(root=cfg.root, download=cfg.download, image_size=cfg.image_size, channels=cfg.channels,

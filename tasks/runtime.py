@@ -14,11 +14,14 @@ from gan_models.runtime import keep_freed_memory
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} but no CUDA device is available; use cpu or auto")
+    """The torch device ``device:`` names; ``cuda`` and ``auto`` on a GPU machine are ``cuda:N`` of
+    the current device, so that one card has one name (in fingerprints and records)."""
+    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={name!r} but no CUDA device is available; use cpu or auto")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
     return dev
 
 

@@ -263,11 +263,14 @@ def inputs(st: Stage, params: Any, variant: str | None, layout: Layout) -> dict[
             out["root"] = _tree_hash(Path(cfg.root))
         if cfg.inputs and Path(cfg.inputs).is_file():  # a folder's per-image inputs (CSV / .npy)
             out["inputs"] = sha256_file(Path(cfg.inputs))
-        if cfg.extractor == "inception":
+        if cfg.extractor in ("inception", "auto"):
             from gan_models.features.inception import find_weights
 
             w = find_weights(cfg.inception_weights)
-            out["inception_weights"] = sha256_file(w) if w else None
+            # auto picks Inception when the file is there: adding, changing or removing it is new input
+            # (absent under auto: nothing recorded, so the offline fingerprints stay what they were)
+            if w is not None or cfg.extractor == "inception":
+                out["inception_weights"] = sha256_file(w) if w else None
         return out
     if st.name == "train":
         out = _prepared_inputs(layout, "data")

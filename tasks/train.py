@@ -101,7 +101,7 @@ def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bo
     else:
         conditions = torch.from_numpy(prep.train_y) if prep.info.n_classes else None
     source = torch.from_numpy(prep.train_a) if gan.translation else None  # a translation variant's inputs
-    trainer = Trainer(gan, torch.from_numpy(prep.train_x), batch_size=cfg.batch_size, seed=params.seed,
+    trainer = Trainer(gan, prep.train_x, batch_size=cfg.batch_size, seed=params.seed,
                       device=device, conditions=conditions, source=source, amp=cfg.amp)
     history = _resume(trainer, out, resume_fp, steps, world)
     if rank == 0:

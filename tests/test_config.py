@@ -113,6 +113,21 @@ def test_the_device_and_mixed_precision_settings(project):
         load_params(project / "params.yaml", ["device=tpu"])
 
 
+def test_fp16_with_a_penalty_inside_the_loss_is_refused_naming_bf16(project):
+    """R1, WGAN-GP and the unrolled D take gradients inside the loss, which fp16 would underflow:
+    refused before any work, naming the variant, the penalty and the setting to use; bf16 runs."""
+    from tasks.config import ConfigError, load_params
+
+    doc = {**TINY, "train": {**TINY["train"], "amp": "fp16",
+                             "variants": {"mlp": {}, "r1": {"preset": "mlp", "tricks": {"r1": 1.0}}}}}
+    write_params(project / "params.yaml", doc)
+    with pytest.raises(ConfigError, match=r"variant 'r1'.s tricks.r1: .* set train.amp: bf16"):
+        load_params(project / "params.yaml")
+    load_params(project / "params.yaml", ["train.amp=bf16"])
+    proc = cli("check", cwd=project)
+    assert proc.returncode == 2 and "train.amp: bf16" in proc.stderr and "Traceback" not in proc.stderr
+
+
 @pytest.mark.parametrize("old,new", [("train.device=cpu", "set device instead"),
                                      ("prepare.classifier_epochs=8", "set prepare.classifier_samples instead")])
 def test_a_moved_setting_is_refused_naming_where_it_went(project, old, new):

@@ -147,8 +147,12 @@ def test_auto_picks_inception_for_rgb_images_when_its_weights_file_is_there(weig
     m = json.loads((project / "data/prepared/manifest.json").read_text())
     assert m["extractor"]["key"] == "inception" and m["extractor"]["options"]["resize"] == "clean"
     assert "clean-fid" in m["extractor"]["preprocessing"] and m["shape"] == [3, 16, 16]
-    doc["prepare"]["inception_weights"] = str(tmp_path / "absent.pth")
-    write_params(project / "params.yaml", doc)
-    prepare(load_params(project / "params.yaml"))
+    # The same settings with the file gone: prepare is not up to date (the file is its input) and
+    # auto falls back to the data set's classifier
+    aside = path.rename(tmp_path / "aside.pth")
+    try:
+        prepare(load_params(project / "params.yaml"))
+    finally:
+        aside.rename(path)
     m = json.loads((project / "data/prepared/manifest.json").read_text())
     assert m["extractor"]["key"] == "classifier" and "classifier_samples" in m["extractor"]

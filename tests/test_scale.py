@@ -143,6 +143,78 @@ def test_an_fp16_step_that_overflows_is_skipped_counted_and_logged():
     assert tr.state_dict()["amp"]["skipped_steps"] == settled + 1
 
 
+@pytest.mark.parametrize("amp", ["fp16", "bf16"])
+def test_a_run_that_diverges_under_amp_stops_instead_of_skipping_every_step(amp):
+    """Skipping is for the scaler's occasional overflow: a D whose objective is never finite again
+    must end in DivergenceError (before, every step was skipped and the run "finished")."""
+    from gan_models.losses import BCELoss
+    from gan_models.training import MAX_SKIPPED_IN_A_ROW, DivergenceError
+
+    class Diverged(BCELoss):
+        def d_objective(self, real_out, fake_out):
+            return super().d_objective(real_out, fake_out) * float("nan")
+
+    tr = _mlp_trainer(amp, Diverged.create({}))
+    with pytest.raises(DivergenceError, match="in a row"):
+        for _ in range(2 * MAX_SKIPPED_IN_A_ROW):
+            tr.train_step()
+    assert MAX_SKIPPED_IN_A_ROW <= tr.skipped_steps < 2 * MAX_SKIPPED_IN_A_ROW
+
+
+def test_a_decoding_worker_imports_no_torch():
+    """What a spawned decoding worker imports (the module of the functions it runs) leaves torch
+    out: a worker costs tens of MB, not a torch import's half GB."""
+    import subprocess
+    import sys
+
+    code = "import sys, gan_models.mapped; print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    from gan_models.data import folder
+
+    # the functions the folder loader hands its pool are that module's
+    assert folder.decode_images.__module__ == folder.scan_images.__module__ == "gan_models.mapped"
+
+
+def _resident_file_mb() -> float:
+    """The process's file-backed resident memory (memory-mapped pages), MB."""
+    for line in open("/proc/self/status"):
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) / 1024
+    pytest.skip("no RssFile in /proc/self/status")
+
+
+def test_a_pass_over_a_memory_map_keeps_only_the_piece_in_hand_resident(tmp_path):
+    """Data larger than memory: feature extraction through an extractor, classifier training on
+    random batches, the content hash, the value range and a split's random gather read a 147 MB
+    memory map and leave at most a few pieces of it resident (before, extraction left all of it
+    and a gather from a freshly written file mapped nearly all of it)."""
+    from gan_models.data import content_hash, load_rows, value_range, write_rows
+    from gan_models.features import make as make_extractor
+    from gan_models.features.classifier import train_classifier
+
+    n, path = 48_000, tmp_path / "x.npy"
+    w = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(n, 3, 32, 32))
+    for i in range(0, n, 8000):
+        w[i:i + 8000] = np.random.default_rng(i).integers(0, 256, (min(8000, n - i), 3, 32, 32), dtype=np.uint8)
+    w.flush()
+    del w
+    x, y = load_rows(path), np.arange(n) % 10
+    total = x.nbytes / 2**20
+    base = _resident_file_mb()
+
+    make_extractor("pixels", tmp_path)(x)
+    assert _resident_file_mb() - base < 0.15 * total
+    train_classifier(x, y, 10, samples=2048, progress=False)
+    assert _resident_file_mb() - base < 0.25 * total
+    content_hash(x), value_range(x)
+    assert _resident_file_mb() - base < 0.5 * total
+    write_rows(tmp_path / "shuffled.npy", x, np.random.default_rng(0).permutation(n))  # a split's random gather
+    assert _resident_file_mb() - base < 0.5 * total
+    x[:n].sum()  # the check can fail: reading it all without giving pages back leaves it resident
+    assert _resident_file_mb() - base > 0.9 * total
+
+
 def test_the_classifier_budget_in_samples_continues_into_a_partial_epoch():
     """samples = whole epochs: exactly the old epoch loop (a transcription of it here); more:
     the next epoch's permutation, cut off at the budget."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..mapped import release, take_rows
 from .base import DataError
 
 
@@ -38,22 +39,6 @@ def split_indices(n: int, heldout_fraction: float, seed: int) -> tuple[np.ndarra
 CHUNK_BYTES = 64 << 20  # arrays are read, hashed and copied in pieces of about this size
 
 
-def release(*arrays: np.ndarray) -> None:
-    """Give the pages of memory-mapped ``arrays`` back to the operating system (they are read again
-    from the file when next touched; written ones are flushed first).  A pass over an array larger
-    than memory calls it after each piece, so that only the piece in hand stays resident: the
-    process's memory does not grow with the data."""
-    import mmap
-
-    for a in arrays:
-        mm = getattr(a, "_mmap", None)  # a numpy memmap (or a slice of one) owns its mapping here
-        if mm is None or not hasattr(mm, "madvise"):
-            continue
-        if a.flags.writeable and getattr(a, "mode", "c") in ("r+", "w+"):
-            a.flush()
-        mm.madvise(mmap.MADV_DONTNEED)
-
-
 def row_chunks(a: np.ndarray, chunk_bytes: int = CHUNK_BYTES):
     """(start, stop) of consecutive row ranges of about ``chunk_bytes`` each."""
     per_row = max(1, a[:1].nbytes) if len(a) else 1
@@ -82,8 +67,8 @@ def write_rows(path: str | Path, x: np.ndarray, rows: np.ndarray | None = None) 
     rows = np.arange(len(x)) if rows is None else np.asarray(rows)
     out = np.lib.format.open_memmap(str(path), mode="w+", dtype=x.dtype, shape=(len(rows), *x.shape[1:]))
     for i, j in row_chunks(out):
-        out[i:j] = x[rows[i:j]]
-        release(out, x)
+        out[i:j] = take_rows(x, rows[i:j])
+        release(out)
     out.flush()
     del out
     return load_rows(path)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .arrays import release
+from ..mapped import UnreadableImage, decode_images, scan_images
 from .base import DATASETS, DataError, DataFacts, RawData
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -143,43 +143,6 @@ GREY_MODES = ("L", "1", "I;16", "I")  # images read as grey when prepare.channel
 PER_WORKER = 500  # fewer images than this per worker: decoded in this process (starting workers costs more)
 
 
-def _scan(files: list[str]) -> tuple[list[str], tuple[int, int] | None]:
-    """The modes of ``files`` (headers only) and the first one's size."""
-    from PIL import Image
-
-    modes, size = [], None
-    for i, p in enumerate(files):
-        try:
-            with Image.open(p) as im:
-                modes.append(im.mode)
-                size = im.size if i == 0 else size
-        except OSError as e:  # also PIL's UnidentifiedImageError
-            raise DataError(f"cannot read image {p!r}: {e}; remove or fix the file") from None
-    return modes, size
-
-
-def _decode(files: list[str], start: int, out: str | np.ndarray, channels: int, size: int) -> None:
-    """Decode ``files`` into rows ``start...`` of ``out`` (an array, or the path of a .npy file that
-    a worker process opens memory-mapped): converted to grey or RGB, resized (bicubic) to ``size``."""
-    from PIL import Image
-
-    rows = np.load(out, mmap_mode="r+") if isinstance(out, str) else out
-    mode = "L" if channels == 1 else "RGB"
-    for k, p in enumerate(files):
-        try:
-            with Image.open(p) as im:
-                im = im.convert(mode)
-        except OSError as e:
-            raise DataError(f"cannot read image {p!r}: {e}; remove or fix the file") from None
-        if im.size != (size, size):
-            im = im.resize((size, size), Image.Resampling.BICUBIC)
-        a = np.asarray(im, dtype=np.uint8)
-        rows[start + k] = a[None] if channels == 1 else a.transpose(2, 0, 1)
-        if k % 1000 == 999:
-            release(rows)  # written pages to the file: memory does not grow with the folder
-    release(rows)
-
-
 def _read_images(files: list[Path], channels: int | None, image_size: int | None, workers: int = 1,
                  scratch: str | Path | None = None, desc: str = "reading images") -> np.ndarray:
     """uint8 (N, C, S, S): every file converted to ``channels`` (None: grey when all are grey) and
@@ -192,7 +155,9 @@ def _read_images(files: list[Path], channels: int | None, image_size: int | None
     from ..progress import progress
 
     paths = [str(p) for p in files]
-    workers = max(1, min(workers, len(paths) // PER_WORKER))
+    # Worker processes write into a file they map; an array in this process's memory they cannot
+    # reach, so without ``scratch`` the images are decoded here.
+    workers = max(1, min(workers, len(paths) // PER_WORKER)) if scratch is not None else 1
     chunks = [(s, paths[s:s + max(PER_WORKER, -(-len(paths) // (4 * workers)))])
               for s in range(0, len(paths), max(PER_WORKER, -(-len(paths) // (4 * workers))))]
     pool = None
@@ -203,7 +168,7 @@ def _read_images(files: list[Path], channels: int | None, image_size: int | None
         # spawn, not fork: the process may run other threads (Prefect's), whose locks a fork would copy
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
-        scans = (pool.map(_scan, [c for _, c in chunks]) if pool else map(_scan, [c for _, c in chunks]))
+        scans = (pool.map(scan_images, [c for _, c in chunks]) if pool else map(scan_images, [c for _, c in chunks]))
         scans = list(scans)
         modes = [m for ms, _ in scans for m in ms]
         if channels is None:
@@ -225,15 +190,17 @@ def _read_images(files: list[Path], channels: int | None, image_size: int | None
         with progress(len(paths), desc, "img") as bar:
             if pool is None:
                 for s, c in chunks:
-                    _decode(c, s, out, channels, image_size)
+                    decode_images(c, s, out, channels, image_size)
                     bar.update(len(c))
             else:
-                futures = {pool.submit(_decode, c, s, target, channels, image_size): len(c) for s, c in chunks}
+                futures = {pool.submit(decode_images, c, s, target, channels, image_size): len(c) for s, c in chunks}
                 from concurrent.futures import as_completed
 
                 for f in as_completed(futures):
                     f.result()
                     bar.update(futures[f])
+    except UnreadableImage as e:  # raised in a worker or here
+        raise DataError(str(e)) from None
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)

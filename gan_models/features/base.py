@@ -29,9 +29,12 @@ class Extractor:
     # What the values depend on besides the network (the resize before Inception, ...): every
     # metrics file records it.
     preprocessing: str = ""
+    # Whether ``fn`` takes numpy arrays as they are: a memory map is then read batch by batch and
+    # its pages given back (the built-in extractors).  Otherwise (a plugin's) it gets a tensor.
+    arrays: bool = False
 
     def __call__(self, x: np.ndarray | torch.Tensor, desc: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        x = torch.as_tensor(x)
+        x = x if self.arrays and isinstance(x, (np.ndarray, torch.Tensor)) else torch.as_tensor(x)
         if desc is not None and "desc" in inspect.signature(self.fn).parameters:
             return self.fn(x, desc=desc)
         return self.fn(x)
@@ -46,14 +49,18 @@ def _pixels(prepared_dir: Path, **_) -> Extractor:
     runs on the CPU whatever the device)."""
 
     @torch.no_grad()
-    def fn(x: torch.Tensor) -> tuple[np.ndarray, None]:
+    def fn(x: np.ndarray | torch.Tensor) -> tuple[np.ndarray, None]:
+        from ..mapped import release
+
         out = []
         for i in range(0, len(x), 1000):
-            b = to_model_range(x[i:i + 1000])
+            b = to_model_range(torch.as_tensor(x[i:i + 1000]))
             out.append(F.adaptive_avg_pool2d(b, 8).flatten(1).double())
+            if isinstance(x, np.ndarray):
+                release(x)
         return torch.cat(out).numpy(), None
 
-    return Extractor("pixels8x8", fn)
+    return Extractor("pixels8x8", fn, arrays=True)
 
 
 EXTRACTORS.register("pixels", _pixels, "8x8 area-averaged pixels (fallback for unlabelled images)")

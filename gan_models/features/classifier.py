@@ -78,19 +78,23 @@ def train_classifier(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int 
     or strided (the independent one).  The weights come back on the CPU."""
     from ..progress import progress as bar
 
+    from ..mapped import take_rows
+
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = ARCHS[arch](x.shape[1], n_classes).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    yt = torch.from_numpy(y)
     model.train()
     seen = 0
     with bar(samples, f"{arch} classifier", "img", enabled=progress) as shown:
         while seen < samples:
-            perm = torch.randperm(len(xt), generator=gen)
-            for i in range(0, len(xt), batch_size):
+            perm = torch.randperm(len(x), generator=gen)
+            for i in range(0, len(x), batch_size):
                 idx = perm[i:i + batch_size][:samples - seen]
-                _, logits = model(to_model_range(xt[idx]).to(device))
+                # read from the file, not through a memory map (see take_rows)
+                batch = torch.from_numpy(take_rows(x, idx.numpy()))
+                _, logits = model(to_model_range(batch).to(device))
                 loss = F.cross_entropy(logits, yt[idx].to(device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -102,8 +106,17 @@ def train_classifier(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int 
     return model.cpu().eval()
 
 
+FEATURE_BATCH_PIXELS = 500 * 32 * 32  # images up to 32x32 go 500 to a batch; larger ones fewer
+
+
+def feature_batch(x: np.ndarray | torch.Tensor) -> int:
+    """Images to a batch for feature extraction: 500 up to 32x32 pixels, fewer for larger images,
+    so that the network's activations stay a few hundred MB whatever the image size."""
+    return max(1, min(500, FEATURE_BATCH_PIXELS // max(1, x.shape[-1] * x.shape[-2])))
+
+
 @torch.no_grad()
-def features_and_logits(model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 500,
+def features_and_logits(model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int | None = None,
                         device: str | torch.device = "cpu", desc: str | None = None,
                         to_input: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Features and logits in float64 of any network returning ``(features, logits)`` (the
@@ -112,20 +125,27 @@ def features_and_logits(model: nn.Module, x: np.ndarray | torch.Tensor, batch_si
     batch the network's input (default: to [-1, 1] as it is).  ``desc``: show progress."""
     from ..progress import progress as bar
 
-    from ..data.arrays import release
+    from ..mapped import release
 
     model.to(device).eval()
+    batch_size = batch_size or feature_batch(x)
     xt = torch.as_tensor(x)
-    feats, logits = [], []
+    # Written into arrays made once (not a list of pieces joined at the end): half the memory,
+    # and no small pieces left between the batches' large buffers, which kept the C allocator
+    # from reusing them (the process grew by GBs over a large data set).
+    feats = logits = np.empty((0, 0))
     with bar(len(xt), desc or "", "img", enabled=desc is not None) as shown:
         for i in range(0, len(xt), batch_size):
             f, lg = model((to_input or to_model_range)(xt[i:i + batch_size]).to(device))
-            feats.append(f.double().cpu())
-            logits.append(lg.double().cpu())
-            shown.update(min(batch_size, len(xt) - i))
+            if i == 0:
+                feats = np.empty((len(xt), f.shape[1]), dtype=np.float64)
+                logits = np.empty((len(xt), lg.shape[1]), dtype=np.float64)
+            feats[i:i + len(f)] = f.double().cpu().numpy()
+            logits[i:i + len(lg)] = lg.double().cpu().numpy()
+            shown.update(len(f))
             if isinstance(x, np.ndarray):
                 release(x)  # a memory map larger than memory: only the batch in hand stays resident
-    return torch.cat(feats).numpy(), torch.cat(logits).numpy()
+    return feats, logits
 
 
 def save_classifier(model: nn.Module, path: str | Path, extra: dict[str, Any] | None = None) -> None:
@@ -149,7 +169,8 @@ def _classifier(prepared_dir: Path, device: str | torch.device = "cpu", **_) -> 
         raise FileNotFoundError(f"{path} not found: the classifier extractor needs labelled images "
                                 "(rerun the prepare stage, or use the pixels extractor for unlabelled data)")
     model = load_classifier(path)
-    return Extractor("classifier", lambda x, desc=None: features_and_logits(model, x, device=device, desc=desc))
+    return Extractor("classifier", lambda x, desc=None: features_and_logits(model, x, device=device, desc=desc),
+                     arrays=True)
 
 
 def _stacked_digits(prepared_dir: Path, device: str | torch.device = "cpu", **_) -> Extractor:
@@ -164,7 +185,7 @@ def _stacked_digits(prepared_dir: Path, device: str | torch.device = "cpu", **_)
                                 "prepare trains for prepare.dataset=stacked_mnist")
     model = load_classifier(path)
 
-    def fn(x: torch.Tensor, desc: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def fn(x: np.ndarray | torch.Tensor, desc: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         feats, joint = [], None
         for c in range(x.shape[1]):
             f, logits = features_and_logits(model, x[:, c:c + 1], device=device,
@@ -175,7 +196,7 @@ def _stacked_digits(prepared_dir: Path, device: str | torch.device = "cpu", **_)
             joint = lp if joint is None else (joint[:, :, None] + lp[:, None, :]).reshape(len(lp), -1)
         return np.concatenate(feats, 1), joint
 
-    return Extractor("stacked_digits", fn)
+    return Extractor("stacked_digits", fn, arrays=True)
 
 
 EXTRACTORS.register("classifier", _classifier, "small CNN trained on the prepared labelled data (offline default)")

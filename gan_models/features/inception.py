@@ -162,7 +162,8 @@ def _inception(prepared_dir: Path, weights: str | None = None, url: str | None =
     model = load_fid_inception(weights, url)
     to_input = clean_resize if resize == "clean" else None
     return Extractor("inception", lambda x, desc=None: features_and_logits(
-        model, x, batch_size=batch_size, device=device, desc=desc, to_input=to_input), preprocessing=RESIZE[resize])
+        model, x, batch_size=batch_size, device=device, desc=desc, to_input=to_input), preprocessing=RESIZE[resize],
+        arrays=True)
 
 
 EXTRACTORS.register("inception", _inception, "FID Inception-v3 (pytorch-fid weights file); comparable with "

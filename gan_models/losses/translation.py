@@ -38,6 +38,8 @@ class ImagePool:
     def query(self, batch: torch.Tensor) -> torch.Tensor:
         if self.size == 0:
             return batch
+        if self.images is not None and self.images.device != batch.device:
+            self.images = self.images.to(batch.device)  # loaded from a checkpoint onto the CPU
         out = []
         for img in batch.detach():
             n = 0 if self.images is None else self.images.shape[0]
