@@ -41,8 +41,8 @@ def take_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     whole = (isinstance(x, np.memmap) and isinstance(x.base, mmap.mmap) and x.flags.c_contiguous
              and getattr(x, "filename", None) and (len(rows) == 0 or (rows.min() >= 0 and rows.max() < len(x))))
-    if not whole:  # an array in memory, a slice of a map, or indices to check: numpy's own indexing
-        return x[rows]
+    if not whole or not hasattr(os, "preadv"):  # in memory, a slice of a map, indices to check, or
+        return x[rows]                            # no preadv (Windows): numpy's own indexing
     out = np.empty((len(rows), *x.shape[1:]), dtype=x.dtype)
     row_bytes = out[:1].nbytes
     view = memoryview(out.reshape(-1).view(np.uint8))
