@@ -63,7 +63,8 @@ def _prepare_into(params: Params, layout: Layout, fp, tmp: Path) -> dict[str, An
     loader = DATASETS.get(cfg.dataset)
     extra = {"inputs": cfg.inputs} if cfg.inputs is not None else {}
     accepted = inspect.signature(loader).parameters
-    for name, value in (("workers", cfg.workers or min(MAX_DEFAULT_WORKERS, len(os.sched_getaffinity(0)))),
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # Linux / others
+    for name, value in (("workers", cfg.workers or min(MAX_DEFAULT_WORKERS, cores)),
                         ("scratch", str(tmp))):
         if name in accepted:  # the folder loader's: decoding processes, a folder for the decoded images
             extra[name] = value
