@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
                        ("export", "stage 5: sample grid, single images, arrays, latent walk -> samples/<variant>/")]:
         p = sub.add_parser(name, help=text, description=text)
         common_options(p, variant=True)
+        p.add_argument("--seed", type=int, default=None, metavar="S",
+                       help="in a study (settings with seeds): which of the seeds; the cell <variant>/seed_<S>")
+    p = sub.add_parser("study", help="a study's comparison: every variant over its seeds -> metrics/, reports/study/",
+                       description="With seeds in the settings: aggregate every cell's metrics per variant (mean, "
+                       "std, median, 95% interval) into metrics/<variant>.json, test every pair of variants "
+                       "(paired by seed, Holm-corrected) and write reports/study/ (table, matrix, plots).")
+    common_options(p)
     p = sub.add_parser("check", help="validate the settings and inputs, print the resolved variants; do nothing else",
                        description="Parse and validate the settings file (and overrides) exactly as `run` does, "
                        "print the resolved spec of every variant, and exit: 0 valid, 2 invalid.")

@@ -37,8 +37,9 @@ def already_done(params: Params, layout: Layout = Layout()) -> dict[str, Any] | 
         tracking = Tracker.logged_run(params, state)
         if tracking is None:
             return None  # up to date on disk, but not logged in this store (yet, or any more)
-    variants = {v: {"evaluate": json.loads(layout.metrics_file(v).read_text())} for v in params.variant_names}
+    variants = {c.name: {"evaluate": json.loads(layout.metrics_file(c.name).read_text())} for c in params.cells}
+    study = json.loads((layout.root / "reports" / "study" / "study.json").read_text()) if params.seeds else None
     where = f"logged in MLflow run {tracking['parent_run_id']}" if tracking else "tracking is off"
-    return {"variants": variants, "failed": {}, "tracking": tracking,
+    return {"variants": variants, "failed": {}, "tracking": tracking, **({"study": study} if study else {}),
             "skipped": f"nothing to do: settings, code and every stage's outputs are unchanged, {where} "
                        "(--force-flow runs the flow anyway)"}

@@ -1,7 +1,9 @@
-"""The pipeline as one Prefect flow: prepare, then for every variant train -> select -> evaluate/export.
+"""The pipeline as one Prefect flow: prepare, then for every cell train -> select -> evaluate/export,
+then (a study) the comparison over seeds.
 
-Variants run concurrently (``train.parallel`` at a time); one variant failing does not stop the
-others, and the flow fails at the end naming each failure.
+A cell is a variant, or in a study (``seeds`` in the settings) a variant and one of the seeds.
+Cells run concurrently (``train.parallel`` at a time); one failing does not stop the others, and
+the flow fails at the end naming each failure.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from prefect.task_runners import ProcessPoolTaskRunner
 
 from flows.errors import PipelineFailed
 from flows.fastpath import logged_state
-from flows.prefect_tasks import evaluate_task, export_task, prepare_task, select_task, train_task
+from flows.prefect_tasks import evaluate_task, export_task, prepare_task, select_task, study_task, train_task
 from tasks.config import Params, load_params
 from tasks.layout import Layout
 from tasks.reporting.model_registry import register_best
@@ -49,7 +51,7 @@ def pipeline(params_file: str = "params.yaml", overrides: list[str] | None = Non
     ``dask_address``, the variants' stages run on that Dask cluster (prefect-dask)."""
     overrides = list(overrides or [])
     params = load_params(params_file, overrides)
-    n_parallel = max(1, min(params.train.parallel, len(params.variant_names)))
+    n_parallel = max(1, min(params.train.parallel, len(params.cells)))
     tracker = Tracker.start(params, params_file, overrides) if params.tracking.enabled else None
     try:
         result = _run(params, tracker, n_parallel, progress, dask_address)
@@ -60,8 +62,8 @@ def pipeline(params_file: str = "params.yaml", overrides: list[str] | None = Non
     if tracker is not None and params.tracking.registered_model:
         # Generators from noise only: a translation model takes images (another signature), and its
         # selection metric (L1 to the ground truth) does not rank against FID.
-        selections = {v: r["select"] for v, r in result["variants"].items()
-                      if "select" in r and params.variant_spec(v).translation is None}
+        selections = {c: r["select"] for c, r in result["variants"].items()
+                      if "select" in r and params.variant_spec(params.cell(c).variant).translation is None}
         result["registry"] = register_best(tracker, params.tracking.registered_model, selections,
                                            result["prepare"]["kind"], result["prepare"]["content_hash"])
     if not result["failed"]:
@@ -76,7 +78,8 @@ def pipeline(params_file: str = "params.yaml", overrides: list[str] | None = Non
         tracker.finish(None, ok=not result["failed"])
     result["tracking"] = {"uri": tracker.uri, "experiment_id": tracker.experiment_id,
                           "parent_run_id": tracker.parent_run_id,
-                          "child_run_ids": tracker.child_run_ids, "complete": not tracker.offline} if tracker else None
+                          "child_run_ids": tracker.child_run_ids, "variant_run_ids": tracker.variant_run_ids,
+                          "complete": not tracker.offline} if tracker else None
     publish_artifacts(result, params, params_file)
     if result["failed"]:
         raise PipelineFailed("; ".join(f"{v}: {why}" for v, why in result["failed"].items()), result)
@@ -118,7 +121,18 @@ def publish_artifacts(result: dict[str, Any], params: Params, params_file: str) 
         lines += ["", f"DVC: {result['dvc']}"]
     if result["failed"]:
         lines += ["", "## Failures", *[f"- **{v}**: {why}" for v, why in result["failed"].items()]]
+    study = result.get("study")
+    if study:
+        from tasks.study import report_markdown, tables
+
+        (header, body), _ = tables(study)
+        lines += ["", report_markdown(study).split("![every seed]")[0].replace("# Study", "## Study", 1),
+                  "Plots: reports/study/ (strip.png, expected_best.png, bands.png)."]
     try:
+        if study:
+            create_table_artifact([dict(zip(["rank", "variant", *header[2:]], row)) for row in body],
+                                  key="study-ranking", description=f"variants best first by mean {study['headline']} "
+                                  f"over {study['n']} seeds, with 95% intervals (reports/study/study.md)")
         create_table_artifact(rows, key="variant-metrics", description="final metrics of every variant "
                               "(selected checkpoint, evaluate stage)")
         create_markdown_artifact("\n".join(lines), key="pipeline-summary",
@@ -157,6 +171,7 @@ def _run(params: Params, tracker: Tracker | None, n_parallel: int, progress: boo
         outcomes = _run_on_runner(params, tracker, layout, progress and not dask_address,
                                   task_runner(n_parallel, dask_address))
     results, failed = {}, {}
+    study_cells = params.seeds is not None
     for v, stages in outcomes.items():
         results[v] = {}
         for stage, (state, value) in stages.items():
@@ -168,11 +183,29 @@ def _run(params: Params, tracker: Tracker | None, n_parallel: int, progress: boo
                 failed.setdefault(v, _reason(stage, state))
         if tracker is not None:
             tracker.finish(v, ok=v not in failed, reason=failed.get(v))
-    return {"prepare": prepared, "variants": results, "failed": failed}
+    out = {"prepare": prepared, "variants": results, "failed": failed}
+    if study_cells:
+        out["study"] = _study(params, tracker, layout, failed)
+    return out
+
+
+def _study(params: Params, tracker: Tracker | None, layout: Layout, failed: dict[str, str]) -> dict[str, Any] | None:
+    """The comparison over seeds once every cell is done; a study with a failed cell has none
+    (the interval of a variant would silently rest on fewer seeds than the others')."""
+    if failed:
+        if tracker is not None:
+            for v in params.variant_names:
+                tracker.finish_variant(v, ok=False, reason="a seed of the study failed; see its run")
+        return None
+    state = study_task(params=params, tracker=tracker, layout=layout, return_state=True)
+    if not state.is_completed():
+        failed["study"] = _reason("study", state)
+        return None
+    return state.result()
 
 
 def _run_here(params: Params, tracker: Tracker | None, layout: Layout, progress: bool) -> dict[str, dict]:
-    """One variant after another, every stage on this thread: the thread that prepared the data.
+    """One cell after another, every stage on this thread: the thread that prepared the data.
 
     Not on a worker thread: torch's CPU kernels run in OpenMP (libgomp) thread teams, one team
     per calling thread.  Once the flow's thread has used one (the prepare stage trains the
@@ -180,7 +213,7 @@ def _run_here(params: Params, tracker: Tracker | None, layout: Layout, progress:
     OpenMP threads than cores.  Task states, retries and the UI are Prefect's all the same: a
     task called in a flow runs on the caller's thread."""
     outcomes: dict[str, dict] = {}
-    for i, v in enumerate(params.variant_names):
+    for i, v in enumerate(c.name for c in params.cells):
         outcomes[v] = {}
         for stage, task, upstream in VARIANT_STEPS:
             if upstream is not None and (upstream not in outcomes[v] or not outcomes[v][upstream][0].is_completed()):
@@ -193,13 +226,14 @@ def _run_here(params: Params, tracker: Tracker | None, layout: Layout, progress:
 
 def _run_on_runner(params: Params, tracker: Tracker | None, layout: Layout, progress: bool,
                    runner) -> dict[str, dict]:
-    """All variants submitted to ``runner`` at once; it runs as many as it has workers."""
-    futures: dict[str, dict[str, Any]] = {v: {} for v in params.variant_names}
+    """All cells submitted to ``runner`` at once; it runs as many as it has workers."""
+    cells = [c.name for c in params.cells]
+    futures: dict[str, dict[str, Any]] = {v: {} for v in cells}
     # Submitted stage by stage, so that every training run is queued before any task that waits
     # on one: a worker blocked on an upstream task never holds back a training run.
     with runner:
         for stage, task, upstream in VARIANT_STEPS:
-            for i, v in enumerate(params.variant_names):
+            for i, v in enumerate(cells):
                 extra = {"position": i, "progress": progress} if stage == "train" else {}
                 futures[v][stage] = runner.submit(
                     task, {"params": params, "variant": v, "tracker": tracker, "layout": layout, **extra},

@@ -26,6 +26,7 @@ from tasks import evaluate as _evaluate
 from tasks import export as _export
 from tasks import prepare as _prepare
 from tasks import select as _select
+from tasks import study as _study
 from tasks import train as _train
 from tasks.config import Params, ensure_plugins
 from tasks.layout import Layout
@@ -128,7 +129,7 @@ def train_task(params: Params, variant: str, tracker: Tracker | None, position: 
     on_log = tracker.metric_logger(variant) if tracker is not None else None
     monitor = (tracker.system_metrics(variant, params.tracking.system_metrics_interval)
                if tracker is not None and params.tracking.system_metrics else None)
-    report = progress_artifact(variant, params.variant_steps(variant))
+    report = progress_artifact(variant, params.variant_steps(params.cell(variant).variant))
     try:
         summary = _train.train(params, variant, layout, on_log=_both(on_log, report), position=position,
                                progress=progress)
@@ -202,3 +203,14 @@ def export_task(params: Params, variant: str, tracker: Tracker | None, layout: L
     if tracker is not None:
         tracker.log_artifact(variant, layout.samples_dir(variant), "samples")
     return _tracked(summary, tracker)
+
+
+@task(name="study", retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE, task_run_name="study")
+def study_task(params: Params, tracker: Tracker | None, layout: Layout = Layout()) -> dict[str, Any]:
+    """A study's comparison over seeds; the aggregates go to each variant's MLflow run (the parent
+    of its seed runs), the report and plots to the pipeline run."""
+    ensure_plugins(params)
+    record = _study.study(params, layout)
+    if tracker is not None:
+        tracker.log_study(record, layout.root / "reports" / "study")
+    return _tracked(record, tracker)

@@ -160,3 +160,50 @@ def series_png(path: str | Path, series: dict[str, tuple[Sequence[float], Sequen
     ax.set_title(title)
     ax.legend(fontsize=8)
     atomic_write_bytes(path, _figure_bytes(fig))
+
+
+@_locked
+def strip_png(path: str | Path, panels: dict[str, dict[str, tuple[Sequence[float], tuple[float, float]]]],
+              title: str) -> None:
+    """Per metric (a panel), every seed's value of every variant as a dot, with the mean and its
+    confidence interval beside: ``panels[metric][variant] = (values, (ci_low, ci_high))``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False)
+    for ax, (metric, groups) in zip(axes[0], panels.items()):
+        for i, (variant, (values, (lo, hi))) in enumerate(groups.items()):
+            jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
+            ax.scatter(i + jitter, values, s=18, alpha=0.8, zorder=3)
+            mean = float(np.mean(values))
+            ax.errorbar(i + 0.3, mean, yerr=[[mean - lo], [hi - mean]] if np.isfinite(lo) else None, fmt="D",
+                        color="k", ms=4, capsize=3, zorder=4)
+        ax.set_xticks(range(len(groups)), list(groups), rotation=20, fontsize=8)
+        ax.set_title(metric, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    atomic_write_bytes(path, _figure_bytes(fig))
+
+
+@_locked
+def band_png(path: str | Path, bands: dict[str, dict[str, Sequence[float]]], ylabel: str, title: str,
+             log_y: bool = False) -> None:
+    """Per variant a metric over training steps: the mean over seeds as a line, the interval as a
+    band (``bands[variant] = {"step", "mean", "low", "high"}``)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, b in bands.items():
+        line, = ax.plot(b["step"], b["mean"], lw=1.5, label=name)
+        ax.fill_between(b["step"], b["low"], b["high"], color=line.get_color(), alpha=0.2, lw=0)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    atomic_write_bytes(path, _figure_bytes(fig))

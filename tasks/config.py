@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 import os
 import sys
 from pathlib import Path
@@ -24,6 +25,20 @@ from gan_models.data.attributes import ATTRIBUTES
 
 class ConfigError(ValueError):
     """params.yaml or a command-line override is wrong; the message says what and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of a pipeline: a variant and the seed of its weights, data order and noise.
+    Its files live under its ``name``: the variant's name, or ``<variant>/seed_<s>`` in a study."""
+
+    variant: str
+    seed: int
+    study: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.variant}/seed_{self.seed}" if self.study else self.variant
 
 
 class _Section(BaseModel):
@@ -147,6 +162,9 @@ class EvaluateConfig(_Section):
         bad = [m for m in v if m not in METRICS]
         if bad:
             raise ValueError(f"unknown metric {bad[0]!r}; known: {', '.join(METRICS.names())}")
+        if len(v) < 2:
+            raise ValueError(f"a study needs at least 2 seeds for an interval and a paired test, got {v!r}; "
+                             "for a single run set seed: N and leave seeds out")
         if len(set(v)) != len(v):
             raise ValueError(f"a metric is named twice: {v}")
         return v
@@ -178,7 +196,11 @@ class TrackingConfig(_Section):
 class Params(_Section):
     """params.yaml: one section per stage, tracking, and the plugins to load."""
 
-    seed: int = _(0, "seeds weights, data order and noise of every variant")
+    seed: int = _(0, "seeds the data split and the feature classifiers, and (without seeds) the weights, data order and "
+                     "noise of every variant")
+    seeds: list[int] | None = _(None, "a study: every variant trained once per seed, each (variant, seed) a cell with its "
+                                      "own files; the comparison reports means, intervals and paired tests over them; "
+                                      "null: one run per variant, seeded by seed")
     device: str = _("auto", "where every stage runs its networks: cpu, cuda, cuda:N, or auto (cuda when available); "
                             "arrays written to disk stay CPU numpy")
     prepare: PrepareConfig = _(PrepareConfig(), "stage 1")
@@ -196,9 +218,42 @@ class Params(_Section):
     # wrote, which DVC, the stage fingerprints and MLflow record as written.
     _specs: dict[str, V.VariantSpec] = PrivateAttr(default_factory=dict)
 
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _study_seeds(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if not isinstance(v, list) or not v:
+            raise ValueError(f"seeds must be a non-empty list of integers, e.g. [0, 1, 2] (null: no study), got {v!r}")
+        bad = [s for s in v if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+        if bad:
+            raise ValueError(f"seeds must be integers >= 0, got {bad[0]!r} in {v!r}")
+        if len(v) < 2:
+            raise ValueError(f"a study needs at least 2 seeds for an interval and a paired test, got {v!r}; "
+                             "for a single run set seed: N and leave seeds out")
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds must be distinct (a seed twice would train the same cell twice), got {v!r}")
+        return v
+
     @property
     def variant_names(self) -> list[str]:
         return list(self.train.variants)
+
+    @property
+    def cells(self) -> list["Cell"]:
+        """Every (variant, seed) this run trains, variants first: one per variant without
+        ``seeds``, else one per variant and seed."""
+        if self.seeds is None:
+            return [Cell(v, self.seed) for v in self.variant_names]
+        return [Cell(v, s, study=True) for v in self.variant_names for s in self.seeds]
+
+    def cell(self, name: str) -> "Cell":
+        """The cell of ``name`` (``<variant>`` or ``<variant>/seed_<s>``)."""
+        for c in self.cells:
+            if c.name == name:
+                return c
+        raise ConfigError(f"{name!r} is not a cell of these settings; cells: "
+                          f"{', '.join(c.name for c in self.cells) or 'none'}")
 
     def variant_spec(self, name: str) -> V.VariantSpec:
         """The resolved spec of a variant: its preset with its overrides merged in."""

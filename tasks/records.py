@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from functools import lru_cache
 from pathlib import Path
@@ -20,7 +21,8 @@ def fingerprint(*parts: Any) -> str:
 
 
 def file_hashes(paths: list[Path], root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): sha256_file(p) for p in paths}
+    """SHA-256 of each file by its path relative to ``root`` (``../`` for one beside it)."""
+    return {os.path.relpath(p, root): sha256_file(p) for p in paths}
 
 
 def up_to_date(record_path: Path, fp: str) -> bool:

@@ -47,7 +47,9 @@ class Out:
 
 @dataclass(frozen=True)
 class Stage:
-    """One pipeline step.  Paths and setting keys may hold ``{v}``, the variant's name."""
+    """One pipeline step.  A per-cell stage runs once for every cell of the run (a variant, or in
+    a study a variant and a seed): its setting keys may hold ``{v}``, the variant's name, and its
+    paths ``{v}`` too, the cell's name (``<variant>`` or ``<variant>/seed_<s>``)."""
 
     name: str
     module: str  # the entry module; its import closure is the stage's code
@@ -60,8 +62,8 @@ class Stage:
     # training continues where a shorter run with otherwise equal settings stopped.
     resume_ignores: tuple[str, ...] = ()
 
-    def path(self, template: str, variant: str | None) -> str:
-        return template.replace("{v}", variant or "")
+    def path(self, template: str, cell: str | None) -> str:
+        return template.replace("{v}", cell or "")
 
 
 # Every stage sets the CPU thread count from train.threads / train.parallel and runs its networks on
@@ -82,7 +84,14 @@ STAGES: tuple[Stage, ...] = (
           (Out("metrics/{v}.json", metric=True),), "metrics/{v}.json"),
     Stage("export", "tasks.export", ("export", *THREADS), ("data/prepared", "models/{v}/selected"),
           (Out("samples/{v}"),), "samples/{v}/export.json"),
+    # A study (``seeds``) only: every cell's metrics and checkpoint scores -> per-variant aggregates
+    # (metrics/<variant>.json, what `dvc metrics show` lists), the comparison and its plots.  Its
+    # deps and the aggregates are expanded over the run's cells and variants (``study_paths``).
+    Stage("study", "tasks.study", ("seeds",), ("metrics/{v}.json", "models/{v}/selected/scores.csv"),
+          (Out("reports/study"),), "reports/study/study.json", per_variant=False),
 )
+# Stages every run has, in order; ``study`` joins them when the settings list seeds.
+RUN_STAGES = tuple(s for s in STAGES if s.name != "study")
 BY_NAME = {s.name: s for s in STAGES}
 
 
@@ -163,23 +172,24 @@ def names_in(value: Any) -> set[str]:
     return set()
 
 
-def used_plugins(st: Stage, params: Any, variant: str | None) -> list:
+def used_plugins(st: Stage, params: Any, cell: str | None) -> list:
     """The loaded plugins whose components stage ``st`` uses: a name they registered appears in
     the stage's settings, in the variant's resolved spec (every variant stage builds its
     networks), or, for select/evaluate, as the feature extractor they load."""
     from gan_models.registry import plugins_using
 
-    names = names_in(settings(st, params, variant))
-    if st.per_variant and variant is not None:
-        names |= {variant} | names_in(params.train.variants.get(variant)) | names_in(params.variant_spec(variant).to_dict())
+    names = names_in(settings(st, params, cell))
+    if st.per_variant and cell is not None:
+        v = params.cell(cell).variant
+        names |= {v} | names_in(params.train.variants.get(v)) | names_in(params.variant_spec(v).to_dict())
     if st.name in ("select", "evaluate"):
         names.add(params.prepare.extractor)
     return plugins_using(names)
 
 
-def plugin_hashes(st: Stage, params: Any, variant: str | None) -> dict[str, str]:
+def plugin_hashes(st: Stage, params: Any, cell: str | None) -> dict[str, str]:
     out: dict[str, str] = {}
-    for plugin in used_plugins(st, params, variant):
+    for plugin in used_plugins(st, params, cell):
         out.update(plugin.code_hashes())
     return out
 
@@ -197,11 +207,22 @@ def _lookup(doc: dict[str, Any], key: str) -> Any:
 RESOLVED = ("train.parallel", "train.threads", "device")
 
 
-def settings(st: Stage, params: Any, variant: str | None) -> dict[str, Any]:
+def settings(st: Stage, params: Any, cell: str | None) -> dict[str, Any]:
     """The values of the settings ``st`` reads, by dotted key (defaults included), less those
-    fingerprinted by their resolved value."""
+    fingerprinted by their resolved value.  A cell of a study reads its own seed as ``seed``."""
     doc = params.to_dict()
-    return {k: _lookup(doc, st.path(k, variant)) for k in st.params if k not in RESOLVED}
+    c = params.cell(cell) if st.per_variant and cell is not None else None
+    if c is not None:
+        doc["seed"] = c.seed
+    return {k: _lookup(doc, k.replace("{v}", c.variant if c else "")) for k in st.params if k not in RESOLVED}
+
+
+def command(stage_name: str, params: Any, cell: str | None) -> str:
+    """The command that runs a stage (of a cell): ``train --variant mlp [--seed 3]``."""
+    if cell is None:
+        return stage_name
+    c = params.cell(cell)
+    return f"{stage_name} --variant {c.variant}" + (f" --seed {c.seed}" if c.study else "")
 
 
 def verified_outputs(record_path: Path, produced_by: str) -> dict[str, Any]:
@@ -253,9 +274,9 @@ def _prepared_inputs(layout: Layout, what: str) -> dict[str, Any]:
             "extractor": manifest.get("extractor")}
 
 
-def inputs(st: Stage, params: Any, variant: str | None, layout: Layout) -> dict[str, Any]:
+def inputs(st: Stage, params: Any, cell: str | None, layout: Layout) -> dict[str, Any]:
     """Content hashes of what ``st`` reads; raises MissingInputError naming the stage to run."""
-    v = variant
+    v = cell
     if st.name == "prepare":
         cfg = params.prepare
         out: dict[str, Any] = {}
@@ -274,7 +295,7 @@ def inputs(st: Stage, params: Any, variant: str | None, layout: Layout) -> dict[
         return out
     if st.name == "train":
         out = _prepared_inputs(layout, "data")
-        tricks = params.variant_spec(v).tricks
+        tricks = params.variant_spec(params.cell(v).variant).tricks
         if tricks.perceptual_weight:
             if tricks.perceptual_net == "classifier":
                 out["perceptual"] = _prepared_inputs(layout, "all")["prepared_files"].get("classifier.pt")
@@ -284,10 +305,17 @@ def inputs(st: Stage, params: Any, variant: str | None, layout: Layout) -> dict[
                 w = weights_path("vgg16-397923af.pth")
                 out["perceptual"] = sha256_file(w) if w.is_file() else None
         return out
+    if st.name == "study":
+        found = {}
+        for c in params.cells:
+            rec = verified_outputs(layout.metrics_file(c.name), command("evaluate", params, c.name))
+            scores = layout.selected_dir(c.name) / "scores.csv"
+            found[c.name] = {"metrics": sha256_file(layout.metrics_file(c.name)), "scores": sha256_file(scores) if scores.is_file() else None}
+        return found
     if st.name == "select":
-        files = current_outputs(layout.train_dir(v) / "run.json", f"train --variant {v}")
+        files = current_outputs(layout.train_dir(v) / "run.json", command("train", params, v))
         return {**_prepared_inputs(layout, "all"), "checkpoints": files}
-    sel = verified_outputs(layout.selected_dir(v) / "selection.json", f"select --variant {v}")
+    sel = verified_outputs(layout.selected_dir(v) / "selection.json", command("select", params, v))
     picked = {"best_sha256": sel["best_sha256"], "metric": sel["metric"]}
     if st.name == "evaluate":
         out = {**_prepared_inputs(layout, "all"), "selected": picked}
@@ -361,11 +389,21 @@ def stage_done(name: str, params: Any, variant: str | None, layout: Layout) -> b
 
 
 def pipeline_records(params: Any, layout: Layout) -> list[tuple[str, str | None]]:
-    """(stage, variant) of every stage of a pipeline run, in order."""
+    """(stage, cell) of every stage of a pipeline run, in order."""
     out: list[tuple[str, str | None]] = [("prepare", None)]
-    for v in params.variant_names:
-        out += [(s.name, v) for s in STAGES if s.per_variant]
+    for c in params.cells:
+        out += [(s.name, c.name) for s in RUN_STAGES if s.per_variant]
+    if params.seeds is not None:
+        out.append(("study", None))
     return out
+
+
+def study_paths(params: Any) -> tuple[list[str], list[str]]:
+    """The study stage's inputs (every cell's metrics file and checkpoint scores) and its
+    per-variant aggregates (metrics/<variant>.json)."""
+    st = stage("study")
+    deps = [st.path(d, c.name) for c in params.cells for d in st.deps]
+    return deps, [f"metrics/{v}.json" for v in params.variant_names]
 
 
 def pipeline_state(params: Any, layout: Layout) -> str | None:
@@ -406,8 +444,8 @@ def _plugin_deps(st: Stage, params: Any) -> list[str]:
     if params is None:
         return []
     found = set()
-    for v in (params.variant_names if st.per_variant else [None]):
-        for plugin in used_plugins(st, params, v):
+    for c in ([c.name for c in params.cells] if st.per_variant else [None]):
+        for plugin in used_plugins(st, params, c):
             found |= {_dep_path(p) for p in plugin.paths()}
     return sorted(found)
 
@@ -420,10 +458,16 @@ CURVES = ("loss_D", "loss_G", "D_real", "D_fake", "grad_norm_D", "grad_norm_G")
 def _plots(params: Any) -> list[str]:
     """DVC plots: per variant its training curves and the held-out selection score over its
     checkpoints (scores.csv's ``score``: FID for images, modes covered for 2D points); one plot of
-    every variant's score side by side."""
+    every variant's score side by side.  In a study: per variant, every seed's score."""
     if params is None or not params.variant_names:
         return []
     lines = ["plots:"]
+    if params.seeds is not None:
+        for v in params.variant_names:
+            lines += [f"  - {v} held-out selection score, every seed:", "      template: linear", "      x: step",
+                      "      y:"]
+            lines += [f"        models/{v}/seed_{s}/selected/scores.csv: score" for s in params.seeds]
+        return lines
     for v in params.variant_names:
         lines += [f"  - {v} training curves:", "      template: linear", "      x: step", "      y:",
                   f"        models/{v}/train/curves.csv: [{', '.join(CURVES)}]",
@@ -437,35 +481,53 @@ def _plots(params: Any) -> list[str]:
 
 def dvc_yaml(params: Any = None) -> str:
     """The text of dvc.yaml, from the stage table; with ``params``, the plugins' source files are
-    deps of the stages that use them and every variant gets its plots."""
+    deps of the stages that use them and every variant gets its plots.  A study (``seeds``) runs
+    the per-cell stages as a ``matrix`` over variants and seeds (``train@mlp-0``, ...) and adds the
+    study stage."""
+    study = params is not None and params.seeds is not None
     lines = [DVC_HEADER.rstrip("\n"), "stages:"]
     for st in STAGES:
-        ind = "      " if st.per_variant else "    "
+        if st.name == "study" and not study:
+            continue
+        ind = "      " if st.per_variant and not study else "    "
         lines.append(f"  {st.name}:")
-        if st.per_variant:
+        keys = list(st.params)
+        deps, metric_paths = list(st.deps), [o.path for o in st.outs if o.metric]
+        if st.per_variant and study:
+            names = ", ".join(params.variant_names)
+            lines += ["    matrix:", f"      variant: [{names}]", f"      seed: [{', '.join(map(str, params.seeds))}]"]
+            path_sub = lambda t: t.replace("{v}", "${item.variant}/seed_${item.seed}")  # noqa: E731
+            key_sub = lambda t: t.replace("{v}", "${item.variant}")  # noqa: E731
+            keys = ["seeds" if k == "seed" else k for k in keys]  # a cell's seed is one of seeds
+            variant_arg = " --variant ${item.variant} --seed ${item.seed}"
+        elif st.per_variant:
             lines += ["    foreach: ${train.variants}", "    do:"]
-        sub = lambda t: t.replace("{v}", "${key}")  # noqa: E731
-        variant_arg = " --variant ${key}" if st.per_variant else ""
+            path_sub = key_sub = lambda t: t.replace("{v}", "${key}")  # noqa: E731
+            variant_arg = " --variant ${key}"
+        else:
+            path_sub = key_sub = lambda t: t  # noqa: E731
+            variant_arg = ""
+            if st.name == "study":
+                deps, metric_paths = study_paths(params)
         lines.append(f"{ind}cmd: python -m flows {st.name}{variant_arg} --quiet")
         lines.append(f"{ind}deps:")
-        lines += [f"{ind}  - {sub(d)}" for d in st.deps]
+        lines += [f"{ind}  - {path_sub(d)}" for d in deps]
         lines += [f"{ind}  - {f}" for f in code_files(st.module)]
         lines += [f"{ind}  - {f}" for f in _plugin_deps(st, params)]
         lines.append(f"{ind}params:")
-        lines += [f"{ind}  - {sub(p)}" for p in st.params]
-        metrics = [o for o in st.outs if o.metric]
+        lines += [f"{ind}  - {key_sub(k)}" for k in keys]
         outs = [o for o in st.outs if not o.metric]
         if outs:
             lines.append(f"{ind}outs:")
             for o in outs:
                 if o.persist:
-                    lines += [f"{ind}  - {sub(o.path)}:", f"{ind}      persist: true"]
+                    lines += [f"{ind}  - {path_sub(o.path)}:", f"{ind}      persist: true"]
                 else:
-                    lines.append(f"{ind}  - {sub(o.path)}")
-        if metrics:
+                    lines.append(f"{ind}  - {path_sub(o.path)}")
+        if metric_paths:
             lines.append(f"{ind}metrics:")
-            for o in metrics:
-                lines += [f"{ind}  - {sub(o.path)}:", f"{ind}      cache: false"]
+            for m in metric_paths:
+                lines += [f"{ind}  - {path_sub(m)}:", f"{ind}      cache: false"]
         lines.append("")
     lines += _plots(params)
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -76,8 +76,9 @@ def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bo
     # Each process gets its share of the cores (torchrun runs `world` of them on this machine).
     configure_threads(cfg.threads, cfg.parallel * world)
     prep = load_prepared(layout)
-    spec = params.variant_spec(variant)
-    steps = params.variant_steps(variant)
+    cell = params.cell(variant)  # the variant, or in a study the variant and one of the seeds
+    spec = params.variant_spec(cell.variant)
+    steps = params.variant_steps(cell.variant)
     device = dist_device or resolve_device(params.device)
     out = layout.train_dir(variant)
     # Everything that changes the weights or the files (settings, data, code, threads, device);
@@ -88,7 +89,7 @@ def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bo
         log.info("train %s: up to date (%d steps)", variant, steps)
         return _summary(out, seconds=0.0, steps_done=0)
 
-    torch.manual_seed(params.seed)  # network initialisation
+    torch.manual_seed(cell.seed)  # network initialisation
     gan = build(spec, prep.info,
                 perceptual_net=lambda: perceptual_network(spec.tricks.perceptual_net, layout.prepared, device=device))
     # Progressive growing schedules resolution by step / steps, a learning-rate decay the rate: their
@@ -101,14 +102,14 @@ def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bo
     else:
         conditions = torch.from_numpy(prep.train_y) if prep.info.n_classes else None
     source = torch.from_numpy(prep.train_a) if gan.translation else None  # a translation variant's inputs
-    trainer = Trainer(gan, prep.train_x, batch_size=cfg.batch_size, seed=params.seed,
+    trainer = Trainer(gan, prep.train_x, batch_size=cfg.batch_size, seed=cell.seed,
                       device=device, conditions=conditions, source=source, amp=cfg.amp)
     history = _resume(trainer, out, resume_fp, steps, world)
     if rank == 0:
         (out / "run.json").unlink(missing_ok=True)  # written again only when training completes
         out.mkdir(parents=True, exist_ok=True)
 
-    meta = {"variant": variant, "spec": spec.to_dict(), "fingerprint": resume_fp, "seed": params.seed,
+    meta = {"variant": cell.variant, "spec": spec.to_dict(), "fingerprint": resume_fp, "seed": cell.seed,
             "train": {"batch_size": cfg.batch_size, "device": str(device), "processes": world,
                       **({"amp": cfg.amp} if cfg.amp != "off" else {}),
                       # only where the weights depend on it: a continued run's checkpoints then equal
@@ -148,7 +149,8 @@ def _train(params: Params, variant: str, layout: Layout, *, on_log, progress: bo
                                                out / "curves.csv"]
     # Only deterministic content here (no timings, no code version): a rerun reproduces the
     # stage's files bit for bit, so DVC and Prefect runs hash the same.
-    write_record(out / "run.json", {"fingerprint": done_fp, "code": fp.code, "variant": variant, "steps": steps,
+    write_record(out / "run.json", {"fingerprint": done_fp, "code": fp.code, "variant": cell.variant,
+                                    **({"seed": cell.seed} if cell.study else {}), "steps": steps,
                                     # a translation variant's task: select scores it on held-out inputs
                                     **({"task": meta["data"]["task"]} if gan.translation else {}),
                                     "final": history[-1] if history else {}}, outputs)

@@ -28,7 +28,7 @@ def _with(path: str, value):
 
 @pytest.mark.parametrize("path,value,expected", [
     ("train.batch_sise", 3, r"train\.batch_sise: unknown key; allowed here: steps, batch_size"),
-    ("bogus", 1, r"bogus: unknown key; allowed here: seed, device, prepare, train"),
+    ("bogus", 1, r"bogus: unknown key; allowed here: seed, seeds, device, prepare, train"),
     ("train.batch_size", 0, r"train\.batch_size: Input should be greater than or equal to 1"),
     ("train.batch_size", "big", r"train\.batch_size: .*integer.*'big'"),
     ("prepare.dataset", "imagenet", r"unknown data set 'imagenet'; known: ring, grid"),

@@ -7,6 +7,6 @@
 
 # command name -> module under flows.commands (imported only when its command runs)
 COMMANDS = {"run": "run", "check": "stages", "prepare": "stages", "train": "stages", "select": "stages",
-            "evaluate": "stages", "export": "stages", "compare": "compare", "rerun": "rerun", "ui": "ui",
+            "evaluate": "stages", "export": "stages", "study": "stages", "compare": "compare", "rerun": "rerun", "ui": "ui",
             "serve": "serve", "human-eval": "human_eval", "variants": "listing", "datasets": "listing",
             "dvc-yaml": "dvc_yaml"}

@@ -18,6 +18,10 @@ def main(args: argparse.Namespace) -> int:
     data = C.collect(store, args.experiment or params.tracking.experiment, args.run, args.all_runs)
     header, body = C.table(data)
     print(f"{data['label']} (MLflow store {uri}); best first:\n")
+    if data.get("study"):
+        from tasks.study import ranking_text
+
+        print(ranking_text(data["study"]) + "\n\nEvery seed run:\n")
     print(C.text_table(header, body))
     files = C.write_report(store, data, Path(args.out))
     print("\nwritten: " + ", ".join(str(p) for p in files.values()))

@@ -60,6 +60,11 @@ def print_summary(result: dict[str, Any]) -> None:
         shown = ", ".join(f"{k}={m[k]:.4g}" for k in keys if k in m)
         print(f"  {v:<14} step {m.get('step', '?')}: {shown}  ({m.get('extractor', '')} features)")
         print(f"  {'':<14} samples: samples/{v}/   metrics: metrics/{v}.json")
+    if result.get("study"):
+        from tasks.study import ranking_text
+
+        print("\n" + ranking_text(result["study"]))
+        print("  the study: reports/study/study.md (table, significance matrix, plots); per variant: metrics/<variant>.json")
     if result.get("tracking"):
         t = result["tracking"]
         from tasks.reporting.tracking import UI_BASE, experiment_url

@@ -13,6 +13,8 @@ from gan_models.files import atomic_write_bytes
 from gan_models.images import series_png
 from gan_models.metrics import better, table_scores
 
+from ..tables import markdown_table, text_table
+
 # Columns after the scores (whose labels, directions and formats the metric registry declares):
 # facts of the run, not qualities.  A column shows only when some run has the value.
 RUN_COLUMNS = [("samples", "n_samples", ".0f"), ("selected step", "selected_step", ".0f")]
@@ -40,8 +42,9 @@ def collect(client, experiment: str, parent_run_id: str | None = None, all_runs:
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     if not parents:
         raise CompareError(f"experiment {experiment!r} holds no pipeline runs yet; run: python -m flows run")
-    if all_runs:
-        chosen = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    study = None
+    if all_runs:  # every run that trained (a study's variant runs hold only aggregates of theirs)
+        chosen = [r for r in runs if "mlflow.parentRunId" in r.data.tags and r.data.tags.get("study") != "true"]
         label = f"every variant run of experiment {experiment!r}"
     else:
         parent = next((p for p in parents if p.info.run_id == parent_run_id), None) if parent_run_id else parents[0]
@@ -49,19 +52,40 @@ def collect(client, experiment: str, parent_run_id: str | None = None, all_runs:
             raise CompareError(f"run {parent_run_id} is not a pipeline run of experiment {experiment!r}")
         chosen = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
         label = f"pipeline run {parent.data.tags.get('mlflow.runName', '')} ({parent.info.run_id})"
+        if parent.data.tags.get("study") == "true":
+            study = _study(runs, chosen, parent)
+            chosen = [r for v in chosen for r in runs if r.data.tags.get("mlflow.parentRunId") == v.info.run_id]
     run_names = {p.info.run_id: p.data.tags.get("mlflow.runName", p.info.run_id[:8]) for p in parents}
     rows = []
     for r in chosen:
         m = r.data.metrics
         # A variant's run spans the whole pipeline run; its own time is the training time it logs.
         wall = m.get("train/seconds")
-        rows.append({"variant": r.data.tags.get("variant", r.info.run_name),
+        rows.append({"variant": r.info.run_name if study is not None or "cell" in r.data.tags
+                     else r.data.tags.get("variant", r.info.run_name),
                      "pipeline": run_names.get(r.data.tags.get("mlflow.parentRunId"), ""),
                      "run_id": r.info.run_id, "status": r.info.status, "metrics": m,
                      "steps": r.data.params.get("steps"), "wall_s": wall, "task": r.data.tags.get("task"),
                      "failure": r.data.tags.get("failure_reason")})
     rows.sort(key=_rank)
-    return {"label": label, "rows": rows, "all_runs": all_runs}
+    return {"label": label, "rows": rows, "all_runs": all_runs, "study": study}
+
+
+def _study(runs, variant_runs, parent) -> dict[str, Any] | None:
+    """A study's comparison from its seed runs in MLflow (``tasks.study.analyse``: the same
+    statistics as the study stage's), or None when some seed run did not finish."""
+    from ..study import analyse
+
+    by_variant: dict[str, list[dict[str, float]]] = {}
+    for v in variant_runs:
+        seeds = sorted((int(r.data.tags.get("seed", 0)), r) for r in runs
+                       if r.data.tags.get("mlflow.parentRunId") == v.info.run_id)
+        if not seeds or any(r.info.status != "FINISHED" for _, r in seeds):
+            return None
+        by_variant[v.data.tags.get("variant", v.info.run_name)] = [dict(r.data.metrics) for _, r in seeds]
+    if len({len(x) for x in by_variant.values()}) != 1:
+        return None
+    return analyse(by_variant, parent.data.tags.get("study_headline", "fid"))
 
 
 def task_of(row: dict[str, Any]) -> str:
@@ -110,18 +134,6 @@ def table(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
-def text_table(header: list[str], body: list[list[str]]) -> str:
-    widths = [max(len(x) for x in col) for col in zip(header, *body)]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, body)])
-
-
-def markdown_table(header: list[str], body: list[list[str]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(cells) + " |" for cells in body]
-    return "\n".join(out)
-
-
 def write_report(client, data: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     """reports/compare.md and reports/compare.png (selection metric over training steps)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -137,7 +149,13 @@ def write_report(client, data: dict[str, Any], out_dir: Path) -> dict[str, Path]
     if series:
         series_png(png, series, "training step", f"{key.split('/')[1]} (held-out)",
                    f"{key.split('/')[1]} of each checkpoint, by variant", log_y=key == "select/fid")
-    md = ["# Variant comparison\n", f"{data['label']}; best first.\n", markdown_table(header, body), ""]
+    md = ["# Variant comparison\n", f"{data['label']}; best first.\n"]
+    if data.get("study"):
+        from ..study import report_markdown
+
+        md += [report_markdown(data["study"]).split("\n", 2)[2].split("![every seed]")[0],
+               "## Every seed run", ""]
+    md += [markdown_table(header, body), ""]
     failures = [r for r in data["rows"] if r["failure"]]
     md += [f"- **{r['variant']}** failed: {r['failure']}" for r in failures]
     if series:

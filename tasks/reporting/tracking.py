@@ -1,4 +1,6 @@
-"""MLflow: one parent run per pipeline run, one child run per variant.
+"""MLflow: one parent run per pipeline run, one child run per variant; in a study (``seeds``) the
+variant run holds the aggregates over seeds (``fid_mean``, ``fid_ci_low``, ..., ``n``) and one
+child run per seed, so the UI compares variants by their distributions and still shows each seed.
 
 All logging goes through ``MlflowClient`` with explicit run ids, never the thread-local active
 run, because stages run in Prefect's worker threads.  Metric names are hierarchical
@@ -185,7 +187,8 @@ class Tracker:
     uri: str
     experiment_id: str
     parent_run_id: str
-    child_run_ids: dict[str, str] = field(default_factory=dict)
+    child_run_ids: dict[str, str] = field(default_factory=dict)  # by cell: what the stages log to
+    variant_run_ids: dict[str, str] = field(default_factory=dict)  # a study's variant runs, by variant
 
     @property
     def client(self):
@@ -223,14 +226,26 @@ class Tracker:
         flat.update(_flatten({k: v for k, v in params.to_dict()["train"].items() if k != "variants"}, "train."))
         tracker._log_params(tracker.parent_run_id, flat, Param)
         store.log_text(tracker.parent_run_id, json.dumps(params.to_dict(), indent=2), "resolved_params.json")
-        for v in params.variant_names:
+        train = {k: val for k, val in params.to_dict()["train"].items() if k != "variants"}
+        if params.seeds is not None:
+            store.set_tag(tracker.parent_run_id, "study", "true")
+            for v in params.variant_names:  # the variant runs: aggregates over their seed runs
+                run = store.create_run(exp_id, tags={**repro, "seed": json.dumps(params.seeds), "study": "true",
+                                                     "mlflow.parentRunId": tracker.parent_run_id,
+                                                     "mlflow.runName": v, "variant": v})
+                tracker.variant_run_ids[v] = run.info.run_id
+                tracker._log_params(run.info.run_id, _flatten({
+                    "variant": v, "seeds": params.seeds, "n": len(params.seeds), "steps": params.variant_steps(v),
+                    "spec": params.variant_spec(v).to_dict(), "train": train}), Param)
+        for c in params.cells:
+            parent = tracker.variant_run_ids.get(c.variant, tracker.parent_run_id)
+            name = f"{c.variant} seed {c.seed}" if c.study else c.variant
             run = store.create_run(exp_id, tags={
-                **repro, "mlflow.parentRunId": tracker.parent_run_id, "mlflow.runName": v, "variant": v})
-            tracker.child_run_ids[v] = run.info.run_id
-            vflat = _flatten({"variant": v, "seed": params.seed, "steps": params.variant_steps(v),
-                              "spec": params.variant_spec(v).to_dict(),
-                              "train": {k: val for k, val in params.to_dict()["train"].items()
-                                        if k != "variants"}})
+                **repro, "seed": str(c.seed), "mlflow.parentRunId": parent, "mlflow.runName": name,
+                "variant": c.variant, **({"cell": c.name} if c.study else {})})
+            tracker.child_run_ids[c.name] = run.info.run_id
+            vflat = _flatten({"variant": c.variant, "seed": c.seed, "steps": params.variant_steps(c.variant),
+                              "spec": params.variant_spec(c.variant).to_dict(), "train": train})
             tracker._log_params(run.info.run_id, vflat, Param)
         return tracker
 
@@ -286,10 +301,11 @@ class Tracker:
         from mlflow.entities import DatasetInput, InputTag
 
         dataset = mlflow_dataset(prepared)
-        for run_id in [self.parent_run_id, *self.child_run_ids.values()]:
+        runs = [self.parent_run_id, *self.variant_run_ids.values(), *self.child_run_ids.values()]
+        for run_id in runs:
             self._guard("tagging the data", self.client.set_tag, run_id, "data_hash", prepared["content_hash"])
             self._guard("tagging the data", self.client.set_tag, run_id, "dataset", prepared["dataset"])
-        for run_id in [self.parent_run_id, *self.child_run_ids.values()]:
+        for run_id in runs:
             self._guard("logging the data set", self.client.log_inputs, run_id, [DatasetInput(
                 dataset, tags=[InputTag("mlflow.data.context", "training")])])
 
@@ -360,16 +376,48 @@ class Tracker:
                 parent = found[0].info.run_id
                 children = store.search_runs([exp.experiment_id],
                                               filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+                seed_runs = [r for c in children if c.data.tags.get("study") == "true" for r in
+                             store.search_runs([exp.experiment_id],
+                                               filter_string=f"tags.mlflow.parentRunId = '{c.info.run_id}'")]
         except Exception as e:
             raise TrackingError(_unreachable(uri, e)) from None
-        child_ids = {r.data.tags.get("variant"): r.info.run_id for r in children if r.info.status == "FINISHED"}
-        if set(child_ids) != set(params.variant_names):
+        finished = [r for r in children + seed_runs if r.info.status == "FINISHED"]
+        child_ids = {r.data.tags.get("cell", r.data.tags.get("variant")): r.info.run_id for r in finished
+                     if r.data.tags.get("study") != "true"}
+        variant_ids = {r.data.tags.get("variant"): r.info.run_id for r in finished if r.data.tags.get("study") == "true"}
+        if set(child_ids) != {c.name for c in params.cells} or (
+                params.seeds is not None and set(variant_ids) != set(params.variant_names)):
             return None
         return {"uri": uri, "experiment_id": exp.experiment_id, "parent_run_id": parent,
-                "child_run_ids": child_ids, "complete": True}
+                "child_run_ids": child_ids, **({"variant_run_ids": variant_ids} if variant_ids else {}),
+                "complete": True}
+
+    def log_study(self, record: dict[str, Any], report_dir: Path) -> None:
+        """A study's aggregates on each variant run (``<metric>_mean``, ``_std``, ``_median``,
+        ``_ci_low``, ``_ci_high``, and ``n``), which closes it; its report and plots on the
+        pipeline run."""
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        for v, summ in record["summaries"].items():
+            items = [Metric("n", float(record["budget"]["n"]), ts, 0)]
+            for name, s in summ.items():
+                items += [Metric(f"{name}_{k}", float(s[k]), ts, 0) for k in ("mean", "std", "median", "ci_low", "ci_high")]
+            for i in range(0, len(items), self.MAX_BATCH):
+                self._guard("logging a study's aggregates", self.client.log_batch, self.variant_run_ids[v],
+                            metrics=items[i:i + self.MAX_BATCH])
+            self.finish_variant(v, ok=True)
+        self.set_tag(None, "study_headline", record["headline"])  # what `flows compare` ranks a study by
+        self._guard("logging the study", self.client.log_artifacts, self.parent_run_id, str(report_dir), "study")
+
+    def finish_variant(self, variant: str, ok: bool, reason: str | None = None) -> None:
+        """Close a study's variant run (the parent of its seed runs)."""
+        self._close(self.variant_run_ids[variant], ok, reason)
 
     def finish(self, variant: str | None, ok: bool, reason: str | None = None) -> None:
-        run_id = self.parent_run_id if variant is None else self.child_run_ids[variant]
+        self._close(self.parent_run_id if variant is None else self.child_run_ids[variant], ok, reason)
+
+    def _close(self, run_id: str, ok: bool, reason: str | None = None) -> None:
         if reason:
             self._guard("recording the failure", self.client.set_tag, run_id, "failure_reason", reason[:5000])
         self._guard("closing the run", self.client.set_terminated, run_id, "FINISHED" if ok else "FAILED")
