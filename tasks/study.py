@@ -204,7 +204,8 @@ def _budget_line(record: dict[str, Any]) -> str:
     b = record.get("budget")
     line = (f"Mean [95% interval] over {record['n']} seeds; best first by {record['headline']} "
             f"({record['better']} is better).  Intervals: {record['ci_method']}.  Tests: {record['test']}; "
-            f"* significant: Holm-adjusted p < {record['alpha']}.")
+            f"* significant: Holm-adjusted p < {record['alpha']}; with {record['n']} seeds the exact test's smallest "
+            f"p is 2/2^{record['n']} = {2 / 2 ** record['n']:.3g} (no difference can be significant below 6 seeds).")
     if b:
         line = (f"{b['n']} seeds per variant ({', '.join(map(str, b['seeds']))}); every cell of a variant trained the "
                 f"same steps ({', '.join(f'{v} {s:,}' for v, s in b['steps'].items())}) and was evaluated on "
