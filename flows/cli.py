@@ -49,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Prepare the data once, then train, select, evaluate and export every "
                        "variant in train.variants (train.parallel at a time). Logs a parent MLflow run with "
                        "a child run per variant, and records the outputs in dvc.lock when run with "
-                       "params.yaml unchanged.")
+                       "params.yaml unchanged.  With seeds in the settings (a study): every variant once per seed, "
+                       "then the comparison over seeds (reports/study/; MLflow: variant runs with the aggregates, "
+                       "a seed run under each).")
     common_options(p)
     dask_option(p)
     p.add_argument("--force-flow", action="store_true",

@@ -57,6 +57,7 @@ def pipeline(params_file: str = "params.yaml", overrides: list[str] | None = Non
         result = _run(params, tracker, n_parallel, progress, dask_address)
     except BaseException as e:
         if tracker is not None:
+            tracker.abort(f"the pipeline run failed: {type(e).__name__}: {e}")
             tracker.finish(None, ok=False, reason=f"{type(e).__name__}: {e}")
         raise
     if tracker is not None and params.tracking.registered_model:
@@ -103,14 +104,17 @@ def publish_artifacts(result: dict[str, Any], params: Params, params_file: str) 
     t = result.get("tracking")
     lines = [f"# GAN pipeline: {params_file}", "",
              f"Data: **{result['prepare']['dataset']}** (content hash `{result['prepare']['content_hash'][:12]}`), "
-             f"{result['prepare']['counts']['train']} training samples; seed {params.seed}.", "",
+             f"{result['prepare']['counts']['train']} training samples; "
+             + (f"seed {params.seed}." if params.seeds is None else
+                f"a study: seeds {', '.join(map(str, params.seeds))} (data split: seed {params.seed})."), "",
              "| variant | status | selected step | FID | samples | metrics |", "|---|---|---|---|---|---|"]
     for r in rows:
         fid = r.get("fid", r.get("fid_points"))
         lines.append(f"| {r['variant']} | {r['status']} | {r['selected_step']} | "
                      f"{'' if fid is None else f'{fid:.4g}'} | samples/{r['variant']}/ | metrics/{r['variant']}.json |")
     if t:
-        lines += ["", f"MLflow: `{t['uri']}`, parent run `{t['parent_run_id']}`; variant runs: "
+        lines += ["", f"MLflow: `{t['uri']}`, parent run `{t['parent_run_id']}`; "
+                  f"{'seed' if t.get('variant_run_ids') else 'variant'} runs: "
                   + ", ".join(f"{v} `{rid}`" for v, rid in t["child_run_ids"].items()),
                   "", f"Browse: `python -m flows ui --tracking-uri {t['uri']}` (the MLflow UI on loopback), "
                   f"then open {experiment_url(UI_BASE, t['experiment_id'])}; `python -m flows compare` "
@@ -195,11 +199,15 @@ def _study(params: Params, tracker: Tracker | None, layout: Layout, failed: dict
     if failed:
         if tracker is not None:
             for v in params.variant_names:
-                tracker.finish_variant(v, ok=False, reason="a seed of the study failed; see its run")
+                mine = [c.name for c in params.cells if c.variant == v and c.name in failed]
+                tracker.finish_variant(v, ok=False, reason=f"failed: {', '.join(mine)}" if mine else
+                                       f"the study was not computed: {', '.join(failed)} failed")
         return None
     state = study_task(params=params, tracker=tracker, layout=layout, return_state=True)
     if not state.is_completed():
         failed["study"] = _reason("study", state)
+        if tracker is not None:
+            tracker.abort(failed["study"])
         return None
     return state.result()
 
@@ -257,6 +265,12 @@ def record_in_dvc(params_file: str, overrides: list[str]) -> str:
         return "not recorded in dvc.lock: the run used --params/--set, which dvc.yaml does not read"
     if not Path(".dvc").is_dir():
         return "not recorded in dvc.lock: no DVC repository here (dvc init)"
+    if load_params(params_file).seeds is not None and (
+            not Path("dvc.yaml").is_file() or "\n  study:\n" not in Path("dvc.yaml").read_text()):
+        why = ("not recorded in dvc.lock: dvc.yaml has no study stage (the settings list seeds); run: "
+               "python -m flows dvc-yaml, then dvc commit --force")
+        log.warning(why)
+        return why
     proc = subprocess.run([sys.executable, "-m", "dvc", "commit", "--force"], capture_output=True, text=True)
     if proc.returncode != 0:
         why = (proc.stderr.strip() or proc.stdout.strip())[-1000:]

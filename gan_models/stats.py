@@ -13,7 +13,7 @@ arrays for two variants trained with the same seeds):
   statistics of the observed runs (k drawn without replacement);
 * ``band``: a metric over training steps, mean and bootstrap interval across seeds per step.
 
-Nothing here knows where the values come from; the study report (``tasks.reporting.study``)
+Nothing here knows where the values come from; the study report (``tasks.study``)
 feeds it the metrics files of every (variant, seed) cell.
 """
 

@@ -27,6 +27,9 @@ class ConfigError(ValueError):
     """params.yaml or a command-line override is wrong; the message says what and how to fix it."""
 
 
+MAX_SEEDS = 16  # a study's seeds: the exact paired test enumerates 2^n sign patterns per pair and score
+
+
 @dataclass(frozen=True)
 class Cell:
     """One training run of a pipeline: a variant and the seed of its weights, data order and noise.
@@ -162,9 +165,6 @@ class EvaluateConfig(_Section):
         bad = [m for m in v if m not in METRICS]
         if bad:
             raise ValueError(f"unknown metric {bad[0]!r}; known: {', '.join(METRICS.names())}")
-        if len(v) < 2:
-            raise ValueError(f"a study needs at least 2 seeds for an interval and a paired test, got {v!r}; "
-                             "for a single run set seed: N and leave seeds out")
         if len(set(v)) != len(v):
             raise ValueError(f"a metric is named twice: {v}")
         return v
@@ -233,6 +233,9 @@ class Params(_Section):
                              "for a single run set seed: N and leave seeds out")
         if len(set(v)) != len(v):
             raise ValueError(f"seeds must be distinct (a seed twice would train the same cell twice), got {v!r}")
+        if len(v) > MAX_SEEDS:
+            raise ValueError(f"at most {MAX_SEEDS} seeds (the exact paired test enumerates 2^n sign patterns), "
+                             f"got {len(v)}")
         return v
 
     @property

@@ -157,6 +157,13 @@ def input_arrays(train_c: dict[str, np.ndarray], held_c: dict[str, np.ndarray]) 
     return [a for k in sorted(train_c) for a in (train_c[k], held_c.get(k, np.zeros(0, np.float32)))]
 
 
+def cell_args(name: str) -> str:
+    """The command-line arguments naming a cell: ``--variant mlp``, or in a study ``--variant mlp
+    --seed 3`` for ``mlp/seed_3``."""
+    variant, sep, seed = name.partition("/seed_")
+    return f"--variant {variant}" + (f" --seed {seed}" if sep else "")
+
+
 def selection_record(layout: Layout, variant: str) -> dict[str, Any]:
     """The variant's selection record (select's ``selection.json``), whose ``best_sha256`` names
     the selected checkpoint; MissingInputError naming the command to run when there is none."""
@@ -166,9 +173,9 @@ def selection_record(layout: Layout, variant: str) -> dict[str, Any]:
         record["best_sha256"]
     except FileNotFoundError:
         raise MissingInputError(f"{path} not found: the variant has no selected checkpoint yet; run "
-                                f"python -m flows select --variant {variant} first (or python -m flows run)") from None
+                                f"python -m flows select {cell_args(variant)} first (or python -m flows run)") from None
     except (ValueError, KeyError, TypeError):
-        raise MissingInputError(f"{path} is corrupt; rerun: python -m flows select --variant {variant}") from None
+        raise MissingInputError(f"{path} is corrupt; rerun: python -m flows select {cell_args(variant)}") from None
     return record
 
 

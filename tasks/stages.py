@@ -221,8 +221,9 @@ def command(stage_name: str, params: Any, cell: str | None) -> str:
     """The command that runs a stage (of a cell): ``train --variant mlp [--seed 3]``."""
     if cell is None:
         return stage_name
-    c = params.cell(cell)
-    return f"{stage_name} --variant {c.variant}" + (f" --seed {c.seed}" if c.study else "")
+    from .layout import cell_args
+
+    return f"{stage_name} {cell_args(params.cell(cell).name)}"
 
 
 def verified_outputs(record_path: Path, produced_by: str) -> dict[str, Any]:
@@ -308,7 +309,7 @@ def inputs(st: Stage, params: Any, cell: str | None, layout: Layout) -> dict[str
     if st.name == "study":
         found = {}
         for c in params.cells:
-            rec = verified_outputs(layout.metrics_file(c.name), command("evaluate", params, c.name))
+            verified_outputs(layout.metrics_file(c.name), command("evaluate", params, c.name))
             scores = layout.selected_dir(c.name) / "scores.csv"
             found[c.name] = {"metrics": sha256_file(layout.metrics_file(c.name)), "scores": sha256_file(scores) if scores.is_file() else None}
         return found

@@ -24,12 +24,11 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from gan_models import stats as S
 from gan_models.files import atomic_write_bytes, atomic_write_json
 from gan_models.images import band_png, series_png, strip_png
 from gan_models.metrics import SCORES, better
+from gan_models.metrics.base import RECORD_KEYS
 
 from .config import Params
 from .layout import Layout
@@ -39,8 +38,8 @@ from .tables import markdown_table, text_table
 
 log = logging.getLogger(__name__)
 
+RUN_FACTS = ("selected_step", "n")  # numbers an MLflow seed run holds that are not scores
 ALPHA = 0.05  # a difference is called significant when its Holm-adjusted p-value is below this
-RECORD_KEYS = ("step",)  # numeric keys of a metrics file that are facts of the run, not scores
 
 
 def headline(selection_metric: str, kind: str) -> str:
@@ -70,10 +69,10 @@ def study(params: Params, layout: Layout = Layout()) -> dict[str, Any]:
     first = metrics[cells[0].name]
     kind = "image" if first.get("extractor") != "points" else "points"
     key = headline(first["selection_metric"], kind)
-    seeds = list(params.seeds)
+    seeds = sorted(params.seeds)  # the order `flows compare` reads seed runs in: the same intervals
     by_variant = {v: [metrics[f"{v}/seed_{s}"] for s in seeds] for v in params.variant_names}
     analysis = analyse(by_variant, key)
-    order, direction = analysis["order"], analysis["better"]
+    order = analysis["order"]
     bands = {v: S.band([_read_scores(layout.selected_dir(f"{v}/seed_{s}") / "scores.csv") for s in seeds])
              for v in order}
     budget = {"seeds": seeds, "n": len(seeds),
@@ -102,9 +101,10 @@ def analyse(by_variant: dict[str, list[dict[str, Any]]], key: str) -> dict[str, 
     expected best ``key`` after k runs.  The study stage and ``flows compare`` both call this."""
     all_runs = [m for ms in by_variant.values() for m in ms]
     n = len(next(iter(by_variant.values())))
-    # the scores every cell has (a translation metric on a generation variant is left out)
+    # the scores every cell has with a finite value: not the facts of a run (step, sample count), nor
+    # what MLflow's runs hold besides (training statistics, `train/seconds`, `select/fid`, ...)
     names = [m for m in sorted(set.intersection(*(set(r) for r in all_runs)))
-             if m not in RECORD_KEYS and all(isinstance(r[m], (int, float)) and not isinstance(r[m], bool)
+             if m not in RECORD_KEYS and m not in RUN_FACTS and "/" not in m and all(isinstance(r[m], (int, float)) and not isinstance(r[m], bool)
                                              and math.isfinite(r[m]) for r in all_runs)]
     if key not in names:
         raise ValueError(f"the headline score {key!r} is missing or not finite in some cell")
@@ -158,7 +158,8 @@ def _plots(out: Path, record: dict[str, Any], by_variant) -> list[Path]:
               "black: the mean and its 95% interval")
     k = list(range(1, record["budget"]["n"] + 1))
     series_png(out / "expected_best.png", {v: (k, record["expected_best"][v]) for v in order}, "runs (k)",
-               f"expected best {key} of k runs", f"expected best {key} after k runs (Lucic et al. 2018)")
+               f"expected best {key} of k runs", f"expected best {key} after k runs (Lucic et al. 2018)",
+               log_y=key.startswith("fid"))
     band_png(out / "bands.png", {v: record["bands"][v] for v in order}, f"held-out {key}",
              f"held-out {key} over training: mean and 95% interval over {record['budget']['n']} seeds",
              log_y=key.startswith("fid"))
@@ -204,14 +205,25 @@ def _budget_line(record: dict[str, Any]) -> str:
     b = record.get("budget")
     line = (f"Mean [95% interval] over {record['n']} seeds; best first by {record['headline']} "
             f"({record['better']} is better).  Intervals: {record['ci_method']}.  Tests: {record['test']}; "
-            f"* significant: Holm-adjusted p < {record['alpha']}; with {record['n']} seeds the exact test's smallest "
-            f"p is 2/2^{record['n']} = {2 / 2 ** record['n']:.3g} (no difference can be significant below 6 seeds).")
+            f"* significant: Holm-adjusted p < {record['alpha']}.  {_power_line(record)}")
     if b:
         line = (f"{b['n']} seeds per variant ({', '.join(map(str, b['seeds']))}); every cell of a variant trained the "
                 f"same steps ({', '.join(f'{v} {s:,}' for v, s in b['steps'].items())}) and was evaluated on "
                 f"{', '.join(f'{n:,}' for n in b['n_samples'])} samples against {'; '.join(b['reference'])} "
                 f"({', '.join(b['extractor'])} features).  " + line)
     return line
+
+
+def _power_line(record: dict[str, Any]) -> str:
+    """What the design can show at all: the smallest Holm-adjusted p of an exact paired test is
+    m x 2 / 2^n (n seeds, m pairs; every seed's difference the same sign, the smallest p of all)."""
+    n, k = record["n"], len(record["order"])
+    m = k * (k - 1) // 2
+    best = min(1.0, m * 2 / 2 ** n)
+    need = next(s for s in range(2, 64) if m * 2 / 2 ** s < record["alpha"])
+    return (f"With {n} seeds and {m} pair{'s' if m != 1 else ''} the smallest attainable adjusted p is "
+            f"{m} x 2/2^{n} = {best:.3g}" + (f": no difference can be significant below {need} seeds." if best >=
+                                             record["alpha"] else f" (significance needs >= {need} seeds)."))
 
 
 def ranking_text(record: dict[str, Any]) -> str:

@@ -240,3 +240,39 @@ def test_a_pipeline_run_leaves_prefect_artifacts_and_named_runs(tmp_path, prefec
         assert progress.type == "progress" and float(progress.data) == 100.0
     summary = by_key["pipeline-summary"]
     assert summary.type == "markdown" and parent.info.run_id in summary.data and "samples/dcgan/" in summary.data
+
+
+def test_a_study_leaves_its_ranking_as_a_prefect_table_artifact(tmp_path, prefect_server, isolated_stores):
+    """A study (2 variants x 2 seeds) against the real Prefect server: the ranking table artifact
+    holds each variant's mean and interval as reports/study/study.json has them, and every cell
+    has its own training progress artifact."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    proj = copy_project(tmp_path / "proj", {**TWO, "seeds": [0, 1]})
+    assert cli("dvc-yaml", cwd=proj).returncode == 0
+    uri = f"sqlite:///{isolated_stores / 'study-artifacts.db'}"
+    proc = subprocess.run([sys.executable, "-m", "flows", "run", "--quiet"], cwd=proj,
+                          env=_prefect_env(prefect_server, proj, uri), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    async def read():
+        async with get_client() as client:
+            fr = max((f for f in await client.read_flow_runs() if f.name.startswith("params.yaml")),
+                     key=lambda f: f.created)
+            return await client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[fr.id])))
+
+    with temporary_settings({PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}):
+        artifacts = {a.key: a for a in asyncio.run(read())}
+    study = json.loads((proj / "reports/study/study.json").read_text())
+    table = artifacts["study-ranking"]
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert [r["variant"] for r in rows] == study["order"]
+    for r in rows:
+        s = study["summaries"][r["variant"]]["fid"]
+        assert r["FID [95% CI]"] == f"{s['mean']:.4g} [{s['ci_low']:.4g}, {s['ci_high']:.4g}]"
+    assert {f"train-{v}-seed-{s}" for v in ("mlp", "dcgan") for s in (0, 1)} <= set(artifacts)
+    assert "Which differences in fid are real" in artifacts["pipeline-summary"].data

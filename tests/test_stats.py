@@ -88,3 +88,17 @@ def test_expected_best_is_the_order_statistics_closed_form(k):
     assert S.expected_best(x, k, lower_is_better=False) == pytest.approx(
         np.mean([max(c) for c in itertools.combinations(x, k)]), rel=1e-12)
     assert S.expected_best(x, 1) == pytest.approx(x.mean(), rel=1e-12) and S.expected_best(x, 6) == x.min()
+
+
+@pytest.mark.parametrize("n", [3, 5, 6, 7, 8])
+def test_the_power_line_states_the_smallest_p_the_design_can_reach(n):
+    """Every seed's difference the same sign gives the exact test's smallest p, 2/2^n; Holm over the
+    3 pairs of 3 variants multiplies it by 3.  The report's sentence must say that number."""
+    from tasks.study import _power_line
+
+    p = S.wilcoxon(np.arange(1, n + 1) + 10.0, np.zeros(n)).p_value
+    assert p == pytest.approx(2 / 2 ** n, rel=1e-12)
+    smallest = S.holm([p, 0.5, 0.9])[0]
+    line = _power_line({"n": n, "order": ["a", "b", "c"], "alpha": 0.05})
+    assert f"= {min(1.0, smallest):.3g}" in line
+    assert ("no difference can be significant" in line) == (smallest >= 0.05)

@@ -118,6 +118,15 @@ def test_a_study_runs_every_cell_and_compares_the_variants(finished):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "[95% CI]" in proc.stdout and "Pairwise" in proc.stdout and "mlp seed 1" in proc.stdout
     assert "Which differences" in (proj / "reports/compare.md").read_text()
+    # what does not apply to a study says so (exit 2) instead of doing something else
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(uri)
+    seed_run = next(r for r in c.search_runs([c.get_experiment_by_name("study").experiment_id]) if "cell" in r.data.tags)
+    proc = cli("rerun", seed_run.info.run_id, cwd=proj, env={"MLFLOW_TRACKING_URI": uri})
+    assert proc.returncode == 2 and "belongs to a study" in proc.stderr, proc.stderr[-2000:]
+    proc = cli("human-eval", "--variant", "mlp", "--score", cwd=proj, env={"MLFLOW_TRACKING_URI": uri})
+    assert proc.returncode == 2 and "a study" in proc.stderr, proc.stderr[-2000:]
 
 
 def test_a_killed_study_resumes_only_its_missing_cells_and_ends_identical(finished, tmp_path):
@@ -192,7 +201,7 @@ def test_dvc_repro_runs_the_study_cell_by_cell_and_leaves_the_flows_lock(finishe
 
 @pytest.mark.parametrize("seeds, why", [
     ("[]", "non-empty list"), ("[1,1]", "distinct"), ("[0,a]", "integers"), ("[0,1.5]", "integers"),
-    ("[3]", "at least 2 seeds")])
+    ("[3]", "at least 2 seeds"), (str(list(range(17))).replace(" ", ""), "at most 16 seeds")])
 def test_bad_study_settings_exit_2_before_any_work(tmp_path, seeds, why):
     proj = tmp_path / "proj"
     proj.mkdir()

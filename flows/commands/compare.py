@@ -9,6 +9,7 @@ from pathlib import Path
 
 def main(args: argparse.Namespace) -> int:
     from tasks.reporting import compare as C
+    from tasks.tables import text_table
     from tasks.reporting.tracking import client
 
     from .settings import settings_and_store
@@ -22,7 +23,7 @@ def main(args: argparse.Namespace) -> int:
         from tasks.study import ranking_text
 
         print(ranking_text(data["study"]) + "\n\nEvery seed run:\n")
-    print(C.text_table(header, body))
+    print(text_table(header, body))
     files = C.write_report(store, data, Path(args.out))
     print("\nwritten: " + ", ".join(str(p) for p in files.values()))
     return 0

@@ -57,6 +57,9 @@ def main(args: argparse.Namespace) -> int:
     params = load_params(args.params, args.overrides)
     uri = args.tracking_uri or tracking_uri(params)
     layout = Layout()
+    if params.seeds is not None:
+        raise ConfigError("human-eval serves one variant's selected checkpoint; a study (settings with seeds) has one "
+                          "per seed: run it with settings without seeds (seed: N)")
     if args.variant not in params.variant_names and not (H.study_dir(layout, args.variant) / H.STUDY).exists():
         raise ConfigError(f"--variant {args.variant!r} is not in train.variants; configured: "
                           f"{', '.join(params.variant_names)}")

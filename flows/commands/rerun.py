@@ -37,6 +37,10 @@ def load_record(client, run_id: str) -> dict[str, Any]:
     except Exception as e:
         raise RerunRefused(f"MLflow run {run_id!r} not found in this tracking store ({type(e).__name__}); "
                            "pass --tracking-uri or set MLFLOW_TRACKING_URI to the store that holds it") from None
+    if run.data.tags.get("study") == "true" or "cell" in run.data.tags:
+        raise RerunRefused(f"run {run_id} belongs to a study (settings with seeds): `flows rerun` redoes single runs; "
+                           "redo the study with python -m flows run --params <its settings> --force-flow (finished "
+                           "cells are verified, not retrained)")
     parent_id = run.data.tags.get("mlflow.parentRunId", run.info.run_id)
     parent = client.get_run(parent_id) if parent_id != run.info.run_id else run
     children = {r.data.tags["variant"]: r for r in client.search_runs(

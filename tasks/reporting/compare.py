@@ -13,7 +13,7 @@ from gan_models.files import atomic_write_bytes
 from gan_models.images import series_png
 from gan_models.metrics import better, table_scores
 
-from ..tables import markdown_table, text_table
+from ..tables import markdown_table
 
 # Columns after the scores (whose labels, directions and formats the metric registry declares):
 # facts of the run, not qualities.  A column shows only when some run has the value.
@@ -56,14 +56,16 @@ def collect(client, experiment: str, parent_run_id: str | None = None, all_runs:
             study = _study(runs, chosen, parent)
             chosen = [r for v in chosen for r in runs if r.data.tags.get("mlflow.parentRunId") == v.info.run_id]
     run_names = {p.info.run_id: p.data.tags.get("mlflow.runName", p.info.run_id[:8]) for p in parents}
+    parent_of = {r.info.run_id: r.data.tags.get("mlflow.parentRunId") for r in runs}
     rows = []
     for r in chosen:
         m = r.data.metrics
+        pid = r.data.tags.get("mlflow.parentRunId")
         # A variant's run spans the whole pipeline run; its own time is the training time it logs.
         wall = m.get("train/seconds")
         rows.append({"variant": r.info.run_name if study is not None or "cell" in r.data.tags
                      else r.data.tags.get("variant", r.info.run_name),
-                     "pipeline": run_names.get(r.data.tags.get("mlflow.parentRunId"), ""),
+                     "pipeline": run_names.get(pid, run_names.get(parent_of.get(pid), "")),  # a seed run: 2 up
                      "run_id": r.info.run_id, "status": r.info.status, "metrics": m,
                      "steps": r.data.params.get("steps"), "wall_s": wall, "task": r.data.tags.get("task"),
                      "failure": r.data.tags.get("failure_reason")})
@@ -85,7 +87,12 @@ def _study(runs, variant_runs, parent) -> dict[str, Any] | None:
         by_variant[v.data.tags.get("variant", v.info.run_name)] = [dict(r.data.metrics) for _, r in seeds]
     if len({len(x) for x in by_variant.values()}) != 1:
         return None
-    return analyse(by_variant, parent.data.tags.get("study_headline", "fid"))
+    if "study_headline" not in parent.data.tags:  # the study stage did not finish
+        return None
+    try:
+        return analyse(by_variant, parent.data.tags["study_headline"])
+    except ValueError:  # a seed run lacks the headline score
+        return None
 
 
 def task_of(row: dict[str, Any]) -> str:

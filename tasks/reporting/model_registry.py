@@ -126,7 +126,8 @@ def register_best(tracker: Tracker, name: str, selections: dict[str, dict[str, A
             pass  # it exists already
         basis = {"metric": sel["metric"], "extractor": sel.get("extractor", ""), "data_hash": data_hash}
         mv = client.create_model_version(name, source, run_id=run_id, model_id=model_id, tags={
-            "variant": best, "selection_basis": json.dumps(basis), "selection_rank": json.dumps(ranked[best]),
+            "variant": ckpt.get("variant", best), **({"cell": best} if best != ckpt.get("variant", best) else {}),
+            "selection_basis": json.dumps(basis), "selection_rank": json.dumps(ranked[best]),
             "checkpoint_sha256": sha256_file(ckpt_path), "selected_step": str(sel["best_step"])})
         return promote_if_better(client, name, mv.version, basis, ranked[best])
 

@@ -189,6 +189,7 @@ class Tracker:
     parent_run_id: str
     child_run_ids: dict[str, str] = field(default_factory=dict)  # by cell: what the stages log to
     variant_run_ids: dict[str, str] = field(default_factory=dict)  # a study's variant runs, by variant
+    closed: set[str] = field(default_factory=set)  # runs this process has closed
 
     @property
     def client(self):
@@ -417,7 +418,14 @@ class Tracker:
     def finish(self, variant: str | None, ok: bool, reason: str | None = None) -> None:
         self._close(self.parent_run_id if variant is None else self.child_run_ids[variant], ok, reason)
 
+    def abort(self, reason: str) -> None:
+        """Close every variant, seed and study run still open as FAILED (the flow itself failed)."""
+        for run_id in [*self.child_run_ids.values(), *self.variant_run_ids.values()]:
+            if run_id not in self.closed:
+                self._close(run_id, False, reason)
+
     def _close(self, run_id: str, ok: bool, reason: str | None = None) -> None:
+        self.closed.add(run_id)
         if reason:
             self._guard("recording the failure", self.client.set_tag, run_id, "failure_reason", reason[:5000])
         self._guard("closing the run", self.client.set_terminated, run_id, "FINISHED" if ok else "FAILED")
