@@ -265,9 +265,13 @@ def record_in_dvc(params_file: str, overrides: list[str]) -> str:
         return "not recorded in dvc.lock: the run used --params/--set, which dvc.yaml does not read"
     if not Path(".dvc").is_dir():
         return "not recorded in dvc.lock: no DVC repository here (dvc init)"
-    if load_params(params_file).seeds is not None and (
-            not Path("dvc.yaml").is_file() or "\n  study:\n" not in Path("dvc.yaml").read_text()):
-        why = ("not recorded in dvc.lock: dvc.yaml has no study stage (the settings list seeds); run: "
+    from tasks.stages import dvc_yaml
+
+    params = load_params(params_file)
+    current = Path("dvc.yaml").read_text() if Path("dvc.yaml").is_file() else ""
+    # A study's dvc.yaml lists its seeds (a matrix): it must be the one these settings generate.
+    if (params.seeds is not None or "\n  study:\n" in current) and current != dvc_yaml(params):
+        why = ("not recorded in dvc.lock: dvc.yaml is not the one these settings generate (seeds changed); run: "
                "python -m flows dvc-yaml, then dvc commit --force")
         log.warning(why)
         return why

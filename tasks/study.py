@@ -219,6 +219,8 @@ def _power_line(record: dict[str, Any]) -> str:
     m x 2 / 2^n (n seeds, m pairs; every seed's difference the same sign, the smallest p of all)."""
     n, k = record["n"], len(record["order"])
     m = k * (k - 1) // 2
+    if m == 0:
+        return "One variant: no pairwise tests."
     best = min(1.0, m * 2 / 2 ** n)
     need = next(s for s in range(2, 64) if m * 2 / 2 ** s < record["alpha"])
     return (f"With {n} seeds and {m} pair{'s' if m != 1 else ''} the smallest attainable adjusted p is "

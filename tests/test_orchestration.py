@@ -76,6 +76,19 @@ def _prefect_env(server: dict, proj: Path, uri: str) -> dict:
             "PYTHONPATH": str(proj) + os.pathsep + str(ROOT)}
 
 
+async def _newest_pipeline_run(client):
+    """The newest flow run of the pipeline (named after its params file), asked of the server
+    itself: its unfiltered listing is one page of runs in id order, and the cron deployments of
+    this module's other tests fill it with scheduled runs."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_="params.yaml")),
+                                       sort=FlowRunSort.START_TIME_DESC, limit=1)
+    assert runs, "no pipeline flow run on the server"
+    return runs[0]
+
+
 def _flow_run_state(server: dict, deployment: str, timeout: float = 300):
     """Trigger a run of ``deployment`` and wait for a final state; returns (state name, deployment)."""
     import asyncio
@@ -215,8 +228,7 @@ def test_a_pipeline_run_leaves_prefect_artifacts_and_named_runs(tmp_path, prefec
     async def read():
         async with get_client() as client:
             # the newest: the server is shared by this module's tests, and others ran flows on it
-            fr = max((f for f in await client.read_flow_runs() if f.name.startswith("params.yaml")),
-                     key=lambda f: f.created)
+            fr = await _newest_pipeline_run(client)
             only = FlowRunFilter(id=FlowRunFilterId(any_=[fr.id]))
             tasks = await client.read_task_runs(flow_run_filter=only)
             artifacts = await client.read_artifacts(flow_run_filter=only)
@@ -261,8 +273,7 @@ def test_a_study_leaves_its_ranking_as_a_prefect_table_artifact(tmp_path, prefec
 
     async def read():
         async with get_client() as client:
-            fr = max((f for f in await client.read_flow_runs() if f.name.startswith("params.yaml")),
-                     key=lambda f: f.created)
+            fr = await _newest_pipeline_run(client)
             return await client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[fr.id])))
 
     with temporary_settings({PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}):
