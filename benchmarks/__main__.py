@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ["fid_speed", "eval_sanity", "train_throughput", "speedups", "scaling", "orchestration",
+BENCHMARKS = ["fid_speed", "eval_sanity", "train_throughput", "speedups", "scaling", "orchestration", "study_overhead",
               "mode_collapse", "translation", "time_to_quality", "stacked_mnist"]
 # Arguments of the full (not --quick) run where a benchmark's own defaults would take longer.
 FULL_ARGS = {"mode_collapse": ["--variants", "mlp,pacgan"]}

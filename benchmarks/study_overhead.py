@@ -10,7 +10,7 @@ per run (a seed changes the data split too).  The two sides alternate in rotated
 rounds.
 
     python benchmarks/study_overhead.py             # 300 steps, 2 rounds (about 6 minutes)
-    python benchmarks/study_overhead.py --steps 40 --rounds 1
+    python benchmarks/study_overhead.py --quick     # 40 steps, 1 round
 """
 
 from __future__ import annotations
@@ -74,8 +74,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--out", default="reports/benchmarks/study_overhead.json")
+    ap.add_argument("--out", default=None, help="results JSON (default reports/benchmarks/study_overhead.json)")
+    ap.add_argument("--quick", action="store_true", help="40 steps, 1 round (a smoke run; its own results file)")
     args = ap.parse_args()
+    if args.quick:
+        args.steps, args.rounds = 40, 1
+    args.out = args.out or f"reports/benchmarks/study_overhead{'_quick' if args.quick else ''}.json"
     sides = {"study (1 flows run, seeds: [0,1,2,3])": study_side, "8 single runs (4 flows runs, seed=0..3)": single_side}
     times: dict[str, list[float]] = {k: [] for k in sides}
     for r in range(args.rounds):

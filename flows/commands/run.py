@@ -28,6 +28,10 @@ def run_pipeline(params_file: str, overrides: list[str], progress: bool,
                 return done
         # Prefect's temporary server takes seconds to start: start it while the tracking store
         # is checked (and, for a new sqlite store, created), instead of one after the other.
+        # Prefect's server models are imported here first: both stores use SQLAlchemy, whose mapper
+        # configuration is process-wide, and MLflow configuring its mappers while the other thread is
+        # halfway through importing Prefect's failed once ("expression 'FlowRun' failed to locate a name").
+        import prefect.server.database.orm_models  # noqa: F401
         prefect_start = Background(start_prefect)
         try:
             if params.tracking.enabled:
