@@ -102,3 +102,11 @@ def test_the_power_line_states_the_smallest_p_the_design_can_reach(n):
     line = _power_line({"n": n, "order": ["a", "b", "c"], "alpha": 0.05})
     assert f"= {min(1.0, smallest):.3g}" in line
     assert ("no difference can be significant" in line) == (smallest >= 0.05)
+
+
+def test_wilcoxon_with_tied_magnitudes_by_hand():
+    # differences 1, -1, 2: tied |d| share rank 1.5; W+ = 1.5 + 3 = 4.5 of 6.  The 8 sign patterns
+    # give W+ in {0, 1.5, 1.5, 3, 3, 4.5, 4.5, 6}: 6 of them at least 1.5 from the centre 3.
+    t = S.wilcoxon([1.0, 0.0, 2.0], [0.0, 1.0, 0.0])
+    assert (t.n, t.w_plus, t.p_value) == (3, 4.5, 0.75)
+    assert t.rank_biserial == pytest.approx((4.5 - 1.5) / 6, rel=1e-12)
