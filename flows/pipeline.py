@@ -127,10 +127,10 @@ def publish_artifacts(result: dict[str, Any], params: Params, params_file: str) 
         lines += ["", "## Failures", *[f"- **{v}**: {why}" for v, why in result["failed"].items()]]
     study = result.get("study")
     if study:
-        from tasks.study import report_markdown, tables
+        from tasks.study import TITLE, report_body, tables
 
         (header, body), _ = tables(study)
-        lines += ["", report_markdown(study).split("![every seed]")[0].replace("# Study", "## Study", 1),
+        lines += ["", f"## {TITLE}", "", report_body(study), "",
                   "Plots: reports/study/ (strip.png, expected_best.png, bands.png)."]
     try:
         if study:
@@ -175,7 +175,6 @@ def _run(params: Params, tracker: Tracker | None, n_parallel: int, progress: boo
         outcomes = _run_on_runner(params, tracker, layout, progress and not dask_address,
                                   task_runner(n_parallel, dask_address))
     results, failed = {}, {}
-    study_cells = params.seeds is not None
     for v, stages in outcomes.items():
         results[v] = {}
         for stage, (state, value) in stages.items():
@@ -188,7 +187,7 @@ def _run(params: Params, tracker: Tracker | None, n_parallel: int, progress: boo
         if tracker is not None:
             tracker.finish(v, ok=v not in failed, reason=failed.get(v))
     out = {"prepare": prepared, "variants": results, "failed": failed}
-    if study_cells:
+    if params.seeds is not None:
         out["study"] = _study(params, tracker, layout, failed)
     return out
 

@@ -30,7 +30,7 @@ from gan_models.images import band_png, series_png, strip_png
 from gan_models.metrics import SCORES, better
 from gan_models.metrics.base import RECORD_KEYS
 
-from .config import Params
+from .config import Cell, Params
 from .layout import Layout
 from .records import up_to_date, write_record
 from .stages import stage_fingerprint
@@ -70,11 +70,11 @@ def study(params: Params, layout: Layout = Layout()) -> dict[str, Any]:
     kind = "image" if first.get("extractor") != "points" else "points"
     key = headline(first["selection_metric"], kind)
     seeds = sorted(params.seeds)  # the order `flows compare` reads seed runs in: the same intervals
-    by_variant = {v: [metrics[f"{v}/seed_{s}"] for s in seeds] for v in params.variant_names}
+    names = {v: [Cell(v, s, study=True).name for s in seeds] for v in params.variant_names}
+    by_variant = {v: [metrics[c] for c in names[v]] for v in params.variant_names}
     analysis = analyse(by_variant, key)
     order = analysis["order"]
-    bands = {v: S.band([_read_scores(layout.selected_dir(f"{v}/seed_{s}") / "scores.csv") for s in seeds])
-             for v in order}
+    bands = {v: S.band([_read_scores(layout.selected_dir(c) / "scores.csv") for c in names[v]]) for v in order}
     budget = {"seeds": seeds, "n": len(seeds),
               "steps": {v: params.variant_steps(v) for v in order},
               "n_samples": sorted({m["n_samples"] for m in metrics.values()}),
@@ -235,12 +235,20 @@ def ranking_text(record: dict[str, Any]) -> str:
                       _budget_line(record)])
 
 
-def report_markdown(record: dict[str, Any]) -> str:
-    """The study as Markdown: the budget, the table best first, the significance matrix, the plots."""
+TITLE = "Study: every variant over its seeds"
+
+
+def report_body(record: dict[str, Any]) -> str:
+    """The study as Markdown without title and plots: the budget, the table best first, the
+    significance matrix (what `flows compare` and the flow's Prefect summary include)."""
     (h, b), (mh, mb) = tables(record)
-    return "\n".join(["# Study: every variant over its seeds", "", _budget_line(record), "", markdown_table(h, b), "",
+    return "\n".join([_budget_line(record), "", markdown_table(h, b), "",
                       f"## Which differences in {record['headline']} are real", "",
                       "Row vs column: the mean difference (row - column), Holm-adjusted p-value, rank-biserial r; "
-                      "`*`: significant.", "", markdown_table(mh, mb), "",
-                      "![every seed](strip.png)", "", "![expected best after k runs](expected_best.png)", "",
-                      "![over training](bands.png)", ""])
+                      "`*`: significant.", "", markdown_table(mh, mb), ""])
+
+
+def report_markdown(record: dict[str, Any]) -> str:
+    """reports/study/study.md: the title, the body, the plots."""
+    return "\n".join([f"# {TITLE}", "", report_body(record), "![every seed](strip.png)", "",
+                      "![expected best after k runs](expected_best.png)", "", "![over training](bands.png)", ""])

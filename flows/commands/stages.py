@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 
 def run_stage(args: argparse.Namespace) -> dict[str, Any]:
-    from tasks.config import ConfigError, load_params
+    from tasks.config import Cell, ConfigError, load_params
 
     params = load_params(args.params, args.overrides)
     if args.command == "check":
@@ -32,7 +32,7 @@ def run_stage(args: argparse.Namespace) -> dict[str, Any]:
                           f"{params.seeds[0]}")
     if args.seed is not None and params.seeds is None:
         raise ConfigError("--seed: the settings list no seeds (not a study): leave out --seed, or set seeds")
-    cell = args.variant if args.seed is None else f"{args.variant}/seed_{args.seed}"
+    cell = Cell(args.variant, args.seed, study=True).name if args.seed is not None else args.variant
     params.cell(cell)  # an unknown seed: says which there are
     fn: Callable[..., dict[str, Any]]
     if args.command == "train":

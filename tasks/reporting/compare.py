@@ -158,10 +158,9 @@ def write_report(client, data: dict[str, Any], out_dir: Path) -> dict[str, Path]
                    f"{key.split('/')[1]} of each checkpoint, by variant", log_y=key == "select/fid")
     md = ["# Variant comparison\n", f"{data['label']}; best first.\n"]
     if data.get("study"):
-        from ..study import report_markdown
+        from ..study import report_body
 
-        md += [report_markdown(data["study"]).split("\n", 2)[2].split("![every seed]")[0],
-               "## Every seed run", ""]
+        md += [report_body(data["study"]), "", "## Every seed run", ""]
     md += [markdown_table(header, body), ""]
     failures = [r for r in data["rows"] if r["failure"]]
     md += [f"- **{r['variant']}** failed: {r['failure']}" for r in failures]
